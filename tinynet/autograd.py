@@ -1,0 +1,376 @@
+"""The autograd engine: how a forward call records a node, and how ``backward`` walks the graph.
+
+Recording
+---------
+Every differentiable op is a :class:`Function` subclass with two static methods on raw arrays::
+
+    class Exp(Function):
+        @staticmethod
+        def forward(ctx, x):            # x is a NumPy/CuPy array
+            y = ctx.xp.exp(x)
+            ctx.save_for_backward(y)    # what backward will need
+            return y
+
+        @staticmethod
+        def backward(ctx, grad_y):      # dL/dy, same shape as y
+            (y,) = ctx.saved_tensors
+            return grad_y * y           # dL/dx = dL/dy * exp(x)
+
+``Exp.apply(t)`` unwraps the tensors, runs ``forward``, wraps the result in a Tensor and, when
+some input requires grad and grad mode is on, makes the context the result's ``grad_fn``: a
+node of the backward graph that remembers where each input's gradient must go (its *edges*).
+
+Walking
+-------
+``loss.backward()`` counts, for every node reachable from the loss, how many consumers feed it
+a gradient; then it runs nodes in topological order (a node runs once all its consumers have
+run, Kahn's algorithm; no recursion, so a 100,000-op chain is fine). Gradients arriving at a
+node are summed; a gradient leaving towards an input that was broadcast is summed back to that
+input's shape; leaves (tensors made by the user) accumulate into ``.grad``. Saved arrays are
+freed once a node has run, unless ``retain_graph=True``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+
+from .backend import get_array_module
+from .tensor import Tensor
+
+__all__ = [
+    "Function", "Context", "backward", "no_grad", "enable_grad", "set_grad_enabled",
+    "is_grad_enabled", "unbroadcast",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Grad mode
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops record the backward graph (False inside ``no_grad()``)."""
+    return getattr(_state, "grad_enabled", True)
+
+
+class set_grad_enabled:
+    """Switch graph recording on or off: a context manager, a decorator, or a plain call."""
+
+    def __init__(self, mode: bool):
+        self.prev = is_grad_enabled()
+        self.mode = bool(mode)
+        _state.grad_enabled = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self.prev
+        return False
+
+
+class _GradModeContext:
+    """Base for ``no_grad`` / ``enable_grad``: usable as ``with`` block and as decorator."""
+
+    mode = True
+
+    def __enter__(self):
+        self.prev = is_grad_enabled()
+        _state.grad_enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self.prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Context manager / decorator: ops inside do not record the graph (evaluation, updates)."""
+
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    """Context manager / decorator: switch recording back on inside a ``no_grad`` block."""
+
+    mode = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Nodes
+class Context:
+    """What a Function's forward leaves for its backward; also the node of the backward graph.
+
+    Attributes set by the engine:
+      ``xp``               the array module of the inputs (numpy or cupy)
+      ``needs_input_grad`` one bool per positional input of ``forward``
+    ``forward`` may set any other attribute (shapes, axes, ...) for ``backward`` to read.
+    """
+
+    def __init__(self, fn_cls, xp):
+        self.fn_cls = fn_cls
+        self.xp = xp
+        self._saved = ()
+        self._freed = False
+        self.edges = ()          # per input: (next node, output_nr), a leaf Tensor, or None
+        self.input_meta = ()     # per input: (shape, dtype) or None, to shape its gradient
+        self.n_outputs = 1
+        self.output_meta = ()    # per output: (shape, dtype), to make zero gradients if needed
+        self.hooks = None        # {output_nr: [fn, ...]} from register_hook on non-leaf outputs
+
+    @property
+    def name(self) -> str:
+        return self.fn_cls.__name__ + "Backward"
+
+    def save_for_backward(self, *arrays) -> None:
+        """Keep arrays for backward (freed after backward unless ``retain_graph=True``)."""
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._freed:
+            raise RuntimeError(
+                f"{self.name}: trying to backward through the graph a second time (or to read saved "
+                "arrays after they were freed). Saved arrays are freed after the first backward; "
+                "call backward(retain_graph=True) the first time if you need to go through it again.")
+        return self._saved
+
+    def free(self) -> None:
+        self._saved = ()
+        self._freed = True
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+class Function:
+    """Base class of every differentiable op. Subclasses define static ``forward(ctx, *args,
+    **kwargs)`` and ``backward(ctx, *grad_outputs)`` on raw arrays; users call ``apply``.
+
+    ``backward`` returns one gradient per positional input of ``forward`` (an array, or None
+    for inputs that are not tensors or need no gradient); a single value is allowed for a
+    single input. Gradients may have the broadcast shape: the engine sums them back.
+    Integer and bool outputs never require grad.
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        first = tensors[0].data if tensors else None
+        xp = get_array_module(first)
+        if len(tensors) > 1:
+            _check_same_device(cls.__name__, tensors)
+        ctx = Context(cls, xp)
+        record = is_grad_enabled() and any(t.requires_grad for t in tensors)
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args) \
+            if record else (False,) * len(args)
+        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        out = cls.forward(ctx, *raw, **kwargs)
+
+        if not record:
+            if isinstance(out, tuple):
+                return tuple(Tensor._wrap(o) for o in out)
+            return Tensor._wrap(out)
+
+        ctx.edges = tuple(_edge(a) for a in args)
+        ctx.input_meta = tuple((a.data.shape, a.data.dtype) if isinstance(a, Tensor) and a.requires_grad
+                               else None for a in args)
+        if isinstance(out, tuple):
+            ctx.n_outputs = len(out)
+            ctx.output_meta = tuple((o.shape, o.dtype) for o in out)
+            return tuple(_output(o, ctx, i) for i, o in enumerate(out))
+        ctx.output_meta = ((out.shape, out.dtype),)
+        return _output(out, ctx, 0)
+
+
+def _edge(arg):
+    """Where the gradient for this input goes: its producer node, itself if it is a leaf, or
+    nowhere."""
+    if not isinstance(arg, Tensor) or not arg.requires_grad:
+        return None
+    if arg.grad_fn is None:
+        return arg
+    return (arg.grad_fn, arg._output_nr)
+
+
+def _output(array, ctx, index):
+    if array.dtype.kind not in "fc":
+        return Tensor._wrap(array)
+    return Tensor._wrap(array, requires_grad=True, grad_fn=ctx, output_nr=index)
+
+
+def _check_same_device(op: str, tensors) -> None:
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        names = " and ".join(sorted(str(d) for d in devices))
+        raise RuntimeError(f"{op}: expected all tensors on the same device, but found tensors on {names}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward
+def unbroadcast(grad, shape):
+    """Sum ``grad`` back to ``shape``: the gradient of a broadcast is the sum over the copies.
+
+    Leading dimensions that broadcasting added are summed away; dimensions that were 1 in the
+    input and grew are summed with keepdims.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    grown = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if grown:
+        grad = grad.sum(axis=grown, keepdims=True)
+    return grad
+
+
+def _shape_grad(op: str, grad, meta):
+    """Give an input's gradient the input's shape and dtype."""
+    shape, dtype = meta
+    if grad.shape != shape:
+        grad = unbroadcast(grad, shape)
+        if grad.shape != shape:
+            raise RuntimeError(f"{op}: backward returned a gradient of shape {grad.shape} for an input "
+                               f"of shape {shape}")
+    if grad.dtype != dtype:
+        grad = grad.astype(dtype)
+    return grad
+
+
+def _run_hooks(hooks, grad_array):
+    for hook in hooks:
+        result = hook(Tensor._wrap(grad_array))
+        if result is not None:
+            grad_array = result.data if isinstance(result, Tensor) else result
+    return grad_array
+
+
+def _accumulate_leaf(leaf: Tensor, grad_array) -> None:
+    if leaf._hooks:
+        grad_array = _run_hooks(leaf._hooks, grad_array)
+    if leaf.grad is None:
+        # Copy: the same array may also flow to another leaf, and .grad is later updated in place.
+        leaf.grad = Tensor._wrap(grad_array.copy())
+    else:
+        leaf.grad.data += grad_array
+
+
+def _topological_order(root):
+    """Count, for each node reachable from ``root``, how many edges point at it (iteratively)."""
+    dependencies = {root: 0}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for edge in node.edges:
+            if type(edge) is tuple:
+                nxt = edge[0]
+                if nxt in dependencies:
+                    dependencies[nxt] += 1
+                else:
+                    dependencies[nxt] = 1
+                    stack.append(nxt)
+    return dependencies
+
+
+_tracer = None  # set by trace() to a callable(node, grads) for teaching output
+
+
+def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
+    """Compute the gradient of ``tensor`` with respect to every leaf that requires grad, and
+    accumulate it into the leaves' ``.grad``. See the module docstring for the algorithm."""
+    if not tensor.requires_grad:
+        raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
+                           "(was it computed inside no_grad(), or from tensors without requires_grad=True?)")
+    if gradient is None:
+        if tensor.data.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; got a "
+                               f"tensor of shape {tuple(tensor.shape)}. Pass gradient= of the same shape.")
+        grad_root = tensor.xp.ones_like(tensor.data)
+    else:
+        grad_root = gradient.data if isinstance(gradient, Tensor) else tensor.xp.asarray(gradient)
+        if grad_root.shape != tensor.data.shape:
+            raise RuntimeError(f"backward: gradient has shape {tuple(grad_root.shape)} but the tensor has "
+                               f"shape {tuple(tensor.shape)}")
+        if grad_root.dtype != tensor.dtype:
+            grad_root = grad_root.astype(tensor.dtype)
+
+    if tensor.grad_fn is None:  # a leaf: nothing to walk
+        _accumulate_leaf(tensor, grad_root)
+        return
+
+    root = tensor.grad_fn
+    dependencies = _topological_order(root)
+    pending = {root: [None] * root.n_outputs}
+    pending[root][tensor._output_nr] = grad_root
+    ready = [root]
+    while ready:
+        node = ready.pop()
+        grads = pending.pop(node)
+        for i, g in enumerate(grads):
+            if g is None:  # an output that did not reach the loss: its gradient is zero
+                shape, dtype = node.output_meta[i]
+                grads[i] = node.xp.zeros(shape, dtype)
+            if node.hooks and i in node.hooks:
+                grads[i] = _run_hooks(node.hooks[i], grads[i])
+        if node._freed:
+            node.saved_tensors  # raises the "backward a second time" error
+        input_grads = node.fn_cls.backward(node, *grads)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if len(input_grads) < len(node.edges):
+            raise RuntimeError(f"{node.name}: backward returned {len(input_grads)} gradients for "
+                               f"{len(node.edges)} inputs")
+        if _tracer is not None:
+            _tracer(node, grads, input_grads)
+        if not retain_graph:
+            node.free()
+        for edge, meta, g in zip(node.edges, node.input_meta, input_grads):
+            if edge is None or g is None:
+                continue
+            g = _shape_grad(node.name, g, meta)
+            if type(edge) is tuple:
+                nxt, slot = edge
+                slots = pending.get(nxt)
+                if slots is None:
+                    slots = pending[nxt] = [None] * nxt.n_outputs
+                slots[slot] = g if slots[slot] is None else slots[slot] + g
+                dependencies[nxt] -= 1
+                if dependencies[nxt] == 0:
+                    ready.append(nxt)
+            else:
+                _accumulate_leaf(edge, g)
+
+
+@contextlib.contextmanager
+def trace(printer=print):
+    """While active, print each node as backward visits it: its op, and the shape and norm of
+    every gradient it receives and sends. For learning how backward walks a graph."""
+    global _tracer
+    xp_norm = lambda a: float(get_array_module(a).sqrt((a.astype("float64") ** 2).sum()))  # noqa: E731
+
+    def show(node, grads_in, grads_out):
+        ins = ", ".join(f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_in)
+        outs = ", ".join("-" if g is None else f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_out)
+        printer(f"{node.name}: grad in [{ins}] -> grads out [{outs}]")
+
+    previous, _tracer = _tracer, show
+    try:
+        yield
+    finally:
+        _tracer = previous
