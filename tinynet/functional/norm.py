@@ -1,2 +1,143 @@
-"""(being written)"""
-__all__ = []
+"""Normalisation ops: ``batch_norm``.
+
+Batch normalisation standardises every channel of a batch, then scales and shifts it by learnt
+per-channel parameters. Its backward is written in closed form in one Function rather than as
+a chain of mean/sub/mul/sqrt ops: one pass over the data instead of a dozen, and the formula in
+the docstring is the code.
+"""
+from __future__ import annotations
+
+from ..autograd import Function
+from ..tensor import Tensor
+
+__all__ = ["batch_norm"]
+
+
+class BatchNorm(Function):
+    r"""y = gamma * x_hat + beta, with x_hat = (x - mean) * inv_std per channel (dim 1).
+
+    Statistics are taken over every axis but the channel axis; ``M`` is the number of elements
+    per channel (N for (N, C), N*L for (N, C, L), N*H*W for (N, C, H, W)).
+
+    Training: mean and var are the batch's (var biased, divided by M), inv_std = 1/sqrt(var+eps),
+    and the running statistics, when given, are updated in place as PyTorch does::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1)  # unbiased
+
+    Eval: mean and var are the running statistics (constants).
+
+    Backward. Let g = dL/dy and dxhat = g * gamma. Then dbeta = sum(g), dgamma = sum(g * x_hat)
+    (sums over all axes but the channel axis). In eval mode x_hat is an affine function of x, so
+    dx = dxhat * inv_std. In training mean and inv_std depend on x too; with
+    d(mean)/dx_i = 1/M and d(inv_std)/dx_i = -inv_std**2 * x_hat_i / M the chain rule gives::
+
+        dx_i = inv_std * (dxhat_i - sum(dxhat) / M - x_hat_i * sum(dxhat * x_hat) / M)
+             = inv_std / M * (M * dxhat_i - sum(dxhat) - x_hat_i * sum(dxhat * x_hat))
+
+    i.e. the gradient of x_hat with its components along the two directions that the
+    normalisation removes (a constant shift and a rescaling) projected out.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, *, training, momentum, eps):
+        xp = ctx.xp
+        axes = (0,) + tuple(range(2, x.ndim))           # every axis but the channel axis
+        channel_shape = (1, -1) + (1,) * (x.ndim - 2)     # per-channel vector -> broadcastable
+        if training:
+            mean = x.mean(axis=axes, keepdims=True)
+            centered = x - mean
+            var = (centered * centered).mean(axis=axes, keepdims=True)  # two-pass: stable
+            if running_mean is not None:
+                _update_running_stat(running_mean, mean.reshape(-1), momentum)
+            if running_var is not None:
+                count = x.size // x.shape[1]
+                _update_running_stat(running_var, var.reshape(-1) * (count / (count - 1)), momentum)
+        else:
+            centered = x - running_mean.reshape(channel_shape)
+            var = running_var.reshape(channel_shape)
+        inv_std = 1 / xp.sqrt(var + eps)
+        x_hat = centered * inv_std
+        gamma = None if weight is None else weight.reshape(channel_shape)
+        y = x_hat if gamma is None else x_hat * gamma
+        if bias is not None:
+            y = y + bias.reshape(channel_shape)
+        ctx.training, ctx.axes = training, axes
+        ctx.save_for_backward(x_hat, inv_std, gamma)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_hat, inv_std, gamma = ctx.saved_tensors
+        need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
+        axes = ctx.axes
+        grad_x = grad_weight = grad_bias = None
+        if need_weight:
+            grad_weight = (grad * x_hat).sum(axis=axes)
+        if need_bias:
+            grad_bias = grad.sum(axis=axes)
+        if need_x:
+            dxhat = grad if gamma is None else grad * gamma
+            if ctx.training:
+                count = x_hat.size // x_hat.shape[1]
+                sum_dxhat = dxhat.sum(axis=axes, keepdims=True)
+                sum_dxhat_xhat = (dxhat * x_hat).sum(axis=axes, keepdims=True)
+                grad_x = inv_std / count * (count * dxhat - sum_dxhat - x_hat * sum_dxhat_xhat)
+            else:
+                grad_x = dxhat * inv_std
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def _update_running_stat(running, batch_stat, momentum) -> None:
+    """running <- (1 - momentum) * running + momentum * batch_stat, in place (the caller's
+    tensor sees the new values: that is how the module's buffers learn)."""
+    running *= 1 - momentum
+    running += momentum * batch_stat.astype(running.dtype, copy=False)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """Batch normalisation of ``input`` of shape (N, C), (N, C, L) or (N, C, H, W) over every
+    axis but the channel axis 1, as ``torch.nn.functional.batch_norm``.
+
+    Args:
+        running_mean, running_var: per-channel tensors of shape (C,), or None. Used instead of
+            the batch statistics when ``training`` is False; updated in place when it is True.
+        weight, bias: per-channel scale gamma and shift beta of shape (C,), or None (1 and 0).
+        training: normalise with the batch statistics (and update the running ones).
+        momentum: weight of the new batch statistic in the running average.
+        eps: added to the variance before the square root.
+
+    Returns:
+        A tensor of the input's shape. Backward: see :class:`BatchNorm` for the closed form.
+    """
+    _check_batch_norm_args(input, running_mean, running_var, weight, bias, training)
+    return BatchNorm.apply(input, weight, bias, running_mean, running_var, training=bool(training),
+                           momentum=momentum, eps=eps)
+
+
+def _check_batch_norm_args(input, running_mean, running_var, weight, bias, training) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"batch_norm: expected input to be a Tensor, got {type(input).__name__}")
+    if input.ndim < 2:
+        raise RuntimeError(f"batch_norm: expected input of shape (N, C), (N, C, L) or (N, C, H, W), got "
+                           f"shape {tuple(input.shape)}")
+    channels = input.shape[1]
+    named = {"running_mean": running_mean, "running_var": running_var, "weight": weight, "bias": bias}
+    for name, t in named.items():
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"batch_norm: expected {name} to be a Tensor or None, got {type(t).__name__}")
+        if t.numel() != channels:
+            raise RuntimeError(f"batch_norm: {name} should contain {channels} elements (the channels, dim 1 "
+                               f"of input shape {tuple(input.shape)}) not {t.numel()}")
+        if t.dtype != input.dtype:
+            raise RuntimeError(f"batch_norm: {name} has dtype {t.dtype} but input has dtype {input.dtype}; "
+                               "all inputs must share the same dtype")
+    if not training and (running_mean is None or running_var is None):
+        raise RuntimeError("batch_norm: running_mean and running_var must be defined in evaluation mode "
+                           "(training=False)")
+    if training and input.numel() // channels <= 1:
+        raise ValueError(f"batch_norm: Expected more than 1 value per channel when training, got input "
+                         f"size {tuple(input.shape)}")

@@ -1,0 +1,16 @@
+"""``tinynet.data``: datasets, batching and data files (PyTorch's ``torch.utils.data`` plus the
+bits of torchvision a training script needs).
+
+* :class:`TensorDataset`, :class:`DataLoader`: batches cut on the device by indexing.
+* :class:`MNIST`: the digits, decoded once into tensors on the device.
+* :func:`random_rotation`, :func:`normalize`: whole-batch image transforms.
+* :func:`read_idx`, :func:`download_file`: the IDX file format; checked, atomic downloads.
+"""
+from .idx import read_idx
+from .download import download_file, DownloadError
+from .loader import TensorDataset, DataLoader
+from .mnist import MNIST
+from .transforms import normalize, random_rotation
+
+__all__ = ["read_idx", "download_file", "DownloadError", "TensorDataset", "DataLoader", "MNIST", "normalize",
+           "random_rotation"]

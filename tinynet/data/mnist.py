@@ -1,0 +1,134 @@
+"""The MNIST handwritten digits, decoded once into tensors on the device you train on.
+
+torchvision's ``MNIST`` returns one PIL image per ``__getitem__`` and lets a DataLoader
+convert, normalise and stack them, image by image. The whole set is 60,000 x 28 x 28 bytes, so
+here it is decoded once into a float tensor (N, 1, 28, 28), already scaled to [0, 1] and
+normalised, and put on the device: a batch is then one indexing operation (see
+:class:`tinynet.data.DataLoader`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import backend
+from .. import dtypes as _dt
+from ..tensor import Tensor
+from .download import download_file
+from .idx import parse_idx, read_bytes
+from .loader import _take
+
+__all__ = ["MNIST", "default_root"]
+
+
+def default_root() -> Path:
+    """Where datasets live when no ``root`` is given: ``$TINYNET_DATA``, else ``~/.cache/tinynet``."""
+    env = os.environ.get("TINYNET_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tinynet"
+
+
+class MNIST:
+    """The MNIST digits as two tensors: ``data`` (N, 1, 28, 28) floats and ``targets`` (N,) int64.
+
+    Args:
+        root: the folder holding the IDX files (default: :func:`default_root`). Each file is
+            looked for as ``root/<name>.gz``, ``root/<name>``, and the same under
+            ``root/MNIST/raw/`` (torchvision's layout, so an existing torchvision download works).
+        train: the 60,000 training images, else the 10,000 test images.
+        download: fetch missing files from the mirrors (checked by sha256) into ``root``; with
+            it, files already there are verified too and fetched again when corrupt.
+        device: where ``data`` and ``targets`` live.
+        normalize: ``(mean, std)`` applied after scaling to [0, 1], or None to keep [0, 1].
+            The default is the training set's mean and std, as in the PyTorch MNIST example.
+        dtype: the floating dtype of ``data``.
+
+    Example::
+
+        train = MNIST(train=True, download=True, device="cuda")
+        loader = DataLoader(train, batch_size=64, shuffle=True)
+        for images, labels in loader:   # (64, 1, 28, 28) float32, (64,) int64, on the GPU
+            ...
+    """
+
+    mirrors = [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ]
+    # name -> sha256 of the decompressed IDX bytes
+    resources = {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    }
+    classes = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
+               "8 - eight", "9 - nine"]
+
+    def __init__(self, root=None, train: bool = True, download: bool = False, device="cpu",
+                 normalize=(0.1307, 0.3081), dtype=_dt.float32):
+        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.train = train
+        self.normalize = normalize
+        prefix = "train" if train else "t10k"
+        images = self._load(f"{prefix}-images-idx3-ubyte", download)
+        labels = self._load(f"{prefix}-labels-idx1-ubyte", download)
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise ValueError(f"MNIST: expected images (N, H, W) and labels (N,) in {self.root}, got shapes "
+                             f"{images.shape} and {labels.shape}")
+
+        # A pixel is one of 256 byte values: convert those once (scale to [0, 1], normalise, in
+        # the same float operations as torchvision's ToTensor + Normalize), then look every pixel
+        # up. The bytes travel to the device, a quarter of the traffic of floats.
+        xp = backend.array_module(device)
+        levels = xp.arange(256, dtype=_dt.to_dtype(dtype)) / 255
+        if normalize is not None:
+            mean, std = normalize
+            levels = (levels - mean) / std
+        self.data = Tensor(levels[backend.to_device(images[:, None], device)])
+        self.targets = Tensor(backend.to_device(labels, device).astype(np.int64))
+
+    # --------------------------------------------------------------------------- files
+    def _candidates(self, name: str) -> list:
+        return [folder / file for folder in (self.root, self.root / "MNIST" / "raw")
+                for file in (f"{name}.gz", name)]
+
+    def _load(self, name: str, download: bool) -> np.ndarray:
+        """Find, verify (with ``download``) and parse one IDX file."""
+        expected = self.resources[name]
+        found = next((p for p in self._candidates(name) if p.is_file()), None)
+        if found is not None:
+            raw = read_bytes(found)
+            if not download or hashlib.sha256(raw).hexdigest() == expected:
+                return parse_idx(raw, source=str(found))
+        if not download:
+            looked = "\n  ".join(str(p) for p in self._candidates(name))
+            raise FileNotFoundError(
+                f"MNIST: {name} not found; looked for\n  {looked}\nPass download=True to fetch it into "
+                f"{self.root}, or point root= (or $TINYNET_DATA) at a folder that holds it.")
+        path = download_file([m + f"{name}.gz" for m in self.mirrors], self.root / f"{name}.gz", expected)
+        return parse_idx(read_bytes(path), source=str(path))
+
+    # --------------------------------------------------------------------------- dataset protocol
+    @property
+    def tensors(self) -> tuple:
+        """(data, targets): what lets a DataLoader cut batches by indexing on the device."""
+        return self.data, self.targets
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, index):
+        """(image (1, 28, 28), label ()) for an int index; batched tensors for a slice or index array."""
+        if isinstance(index, Tensor):
+            index = index.data
+        return _take(self.data, index), _take(self.targets, index)
+
+    def __repr__(self) -> str:
+        split = "train" if self.train else "test"
+        return (f"MNIST(split={split}, samples={len(self)}, root={str(self.root)!r}, device='{self.data.device}', "
+                f"dtype={self.data.dtype}, normalize={self.normalize})")
+
