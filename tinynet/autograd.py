@@ -35,6 +35,8 @@ import contextlib
 import functools
 import threading
 
+import numpy as np
+
 from .backend import get_array_module
 from .tensor import Tensor
 
@@ -184,8 +186,8 @@ class Function:
 
         if not record:
             if isinstance(out, tuple):
-                return tuple(Tensor._wrap(o) for o in out)
-            return Tensor._wrap(out)
+                return tuple(_output_without_graph(o) for o in out)
+            return _output_without_graph(out)
 
         ctx.edges = tuple(_edge(a) for a in args)
         ctx.input_meta = tuple((a.data.shape, a.data.dtype) if isinstance(a, Tensor) and a.requires_grad
@@ -209,9 +211,17 @@ def _edge(arg):
 
 
 def _output(array, ctx, index):
+    if isinstance(array, np.generic):  # NumPy turns 0-d results into scalars; keep arrays
+        array = np.asarray(array)
     if array.dtype.kind not in "fc":
         return Tensor._wrap(array)
     return Tensor._wrap(array, requires_grad=True, grad_fn=ctx, output_nr=index)
+
+
+def _output_without_graph(array):
+    if isinstance(array, np.generic):
+        array = np.asarray(array)
+    return Tensor._wrap(array)
 
 
 def _check_same_device(op: str, tensors) -> None:
@@ -243,6 +253,8 @@ def unbroadcast(grad, shape):
 def _shape_grad(op: str, grad, meta):
     """Give an input's gradient the input's shape and dtype."""
     shape, dtype = meta
+    if isinstance(grad, np.generic):  # a 0-d NumPy result comes back as a scalar
+        grad = np.asarray(grad)
     if grad.shape != shape:
         grad = unbroadcast(grad, shape)
         if grad.shape != shape:

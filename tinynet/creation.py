@@ -21,8 +21,11 @@ __all__ = [
 ]
 
 
-def _infer_array(data) -> np.ndarray:
-    """Python data -> NumPy array with PyTorch's dtype inference."""
+def _infer_array(data, dtype=None) -> np.ndarray:
+    """Python data -> NumPy array with PyTorch's dtype inference (or ``dtype`` when given, so
+    that ``tensor([0.1], dtype=float64)`` keeps full precision)."""
+    if dtype is not None:
+        return np.asarray(data, dtype=_dt.to_dtype(dtype))
     if isinstance(data, np.generic):
         return np.asarray(data)
     if isinstance(data, (list, tuple)):
@@ -53,7 +56,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     if _is_array(data):
         array = data.copy()
     else:
-        array = _infer_array(data)
+        array = _infer_array(data, dtype)
     return _finish(array, dtype, device, requires_grad)
 
 
@@ -61,7 +64,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like ``tensor`` but shares the array's memory when dtype and device already match."""
     if isinstance(data, Tensor):
         return data.to(*(a for a in (device, dtype) if a is not None))
-    array = data if _is_array(data) else _infer_array(data)
+    array = data if _is_array(data) else _infer_array(data, dtype)
     return _finish(array, dtype, device, False)
 
 

@@ -451,6 +451,8 @@ class Tensor:
     def expand(self, *sizes): return F.expand(self, _shape_args(sizes))
     def expand_as(self, other): return F.expand(self, other.shape)
     def contiguous(self): return F.contiguous(self)
+    def split(self, split_size, dim=0): return F.split(self, split_size, dim)
+    def chunk(self, chunks, dim=0): return F.chunk(self, chunks, dim)
 
 
 def _is_array(x) -> bool:

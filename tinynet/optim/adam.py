@@ -1,0 +1,139 @@
+"""Adam and AdamW: per-parameter step sizes from running averages of the gradient and of its square."""
+from __future__ import annotations
+
+from ..tensor import Tensor
+from .optimizer import Optimizer
+
+__all__ = ["Adam", "AdamW"]
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``.
+
+    For each parameter :math:`\theta` with gradient :math:`g`, at step :math:`t = 1, 2, ...`:
+
+    .. code-block:: text
+
+        g   = -g if maximize else g
+        g   = g + weight_decay * θ           (Adam: L2 penalty, if weight_decay != 0)
+        θ   = θ * (1 - lr * weight_decay)    (AdamW instead: decoupled weight decay)
+        m   = β1 * m + (1 - β1) * g          (running mean of the gradient, 'exp_avg')
+        v   = β2 * v + (1 - β2) * g²         (running mean of its square, 'exp_avg_sq')
+        v   = v_max = max(v_max, v)          (if amsgrad: 'max_exp_avg_sq')
+        m̂   = m / (1 - β1^t)                 (bias corrections: m and v start at 0)
+        v̂   = v / (1 - β2^t)
+        θ   = θ - lr * m̂ / (sqrt(v̂) + eps)
+
+    Args:
+        params: tensors to optimise, or parameter groups (dicts).
+        lr: learning rate. Default: 1e-3.
+        betas: (β1, β2), the decay rates of the two running averages. Default: (0.9, 0.999).
+        eps: added to the denominator for numerical stability. Default: 1e-8.
+        weight_decay: L2 penalty. Default: 0.
+        amsgrad: use the maximum of all v so far (AMSGrad). Default: False.
+        maximize: maximise the objective instead of minimising it. Default: False.
+        decoupled_weight_decay: decay the weights directly, as AdamW does. Default: False.
+
+    State per parameter: ``'step'``, ``'exp_avg'``, ``'exp_avg_sq'`` and, with amsgrad,
+    ``'max_exp_avg_sq'``.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        name = type(self).__name__
+        if not 0.0 <= lr:
+            raise ValueError(f"{name}: Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"{name}: Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"{name}: Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"{name}: Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"{name}: Invalid weight_decay value: {weight_decay}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def step(self, closure=None):
+        """Perform one update of every parameter that has a gradient (see the class docstring)."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    _adam_update(p, self.state[p], group)
+        return loss
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``.
+
+    The same update as :class:`Adam`, except that weight decay shrinks the weights directly,
+    ``θ = θ * (1 - lr * weight_decay)``, instead of adding ``weight_decay * θ`` to the gradient
+    (where Adam's normalisation would scale it down for parameters with large gradients).
+
+    Args:
+        params, lr, betas, eps, amsgrad, maximize: as :class:`Adam`.
+        weight_decay: decoupled weight decay coefficient. Default: 1e-2.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)
+
+
+def _adam_update(p: Tensor, state: dict, group: dict) -> None:
+    """One Adam step for one parameter, in place on ``p.data`` and the state buffers, with one
+    parameter-sized temporary (``tmp``). The order of operations is that of PyTorch's default
+    (single-tensor) implementation, so results agree to rounding."""
+    xp = p.xp
+    lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    if len(state) == 0:
+        # The buffers are allocated once, here; every later step updates them in place.
+        state["step"] = 0
+        state["exp_avg"] = Tensor._wrap(xp.zeros_like(p.data))
+        state["exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.data))
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.data))
+    # PyTorch keeps the step count in a tensor; here it is a Python int on the host, so the bias
+    # corrections below are host floats, computed without ever waiting for the GPU.
+    state["step"] += 1
+    step = state["step"]
+    exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+
+    grad = p.grad.data
+    if group["maximize"]:
+        grad = -grad
+    if weight_decay != 0:
+        if group["decoupled_weight_decay"]:
+            p.data *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * p.data
+
+    # m = β1·m + (1-β1)·g, computed as m + (1-β1)·(g - m), the form of torch's lerp_.
+    tmp = xp.subtract(grad, exp_avg)
+    tmp *= 1 - beta1
+    exp_avg += tmp
+    # v = β2·v + (1-β2)·g·g
+    exp_avg_sq *= beta2
+    xp.multiply(grad, 1 - beta2, out=tmp)
+    tmp *= grad
+    exp_avg_sq += tmp
+    if group["amsgrad"]:
+        max_exp_avg_sq = state["max_exp_avg_sq"].data
+        xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        exp_avg_sq = max_exp_avg_sq
+
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    step_size = lr / bias_correction1
+    # denominator: sqrt(v̂) + eps, with v̂'s bias correction applied after the sqrt, as torch does
+    xp.sqrt(exp_avg_sq, out=tmp)
+    tmp /= bias_correction2 ** 0.5
+    tmp += eps
+    # θ = θ - (lr / (1 - β1^t)) · m / denominator
+    xp.divide(exp_avg, tmp, out=tmp)
+    tmp *= step_size
+    p.data -= tmp

@@ -1,0 +1,189 @@
+"""The Optimizer base class: parameter groups, per-parameter state, ``zero_grad`` and
+``state_dict``, shared by every optimiser (SGD, Adam, ...).
+
+An optimiser holds its parameters in *groups*: ``param_groups`` is a list of dicts, each with
+a ``'params'`` list and every hyper-parameter (``'lr'``, ``'momentum'``, ...), so that one model
+can train its parts with different settings, and a scheduler (or the user) can change
+``group['lr']`` between steps. ``state`` maps each parameter to a dict of what the update
+remembers between steps (a momentum buffer, Adam's moving averages, a step counter).
+
+Subclasses implement ``step()``: for each group, for each parameter with a gradient, update
+``p.data`` in place from ``p.grad.data`` and the parameter's state.
+"""
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from itertools import chain
+
+import numpy as np
+
+from .. import backend
+from ..autograd import enable_grad
+from ..tensor import Tensor
+
+__all__ = ["Optimizer"]
+
+
+class Optimizer:
+    """Base class of all optimisers.
+
+    Args:
+        params: an iterable of tensors to optimise, or of dicts (parameter groups), each with a
+            ``'params'`` entry and any options that override ``defaults`` for that group.
+            ``(name, tensor)`` pairs, as from ``named_parameters()``, are accepted too.
+        defaults: the optimiser's options, used by every group that does not set its own.
+    """
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = defaults
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or "
+                            "dicts, but got a Tensor")
+        self.state: defaultdict = defaultdict(dict)
+        self.param_groups: list[dict] = []
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for group in param_groups:
+            self.add_param_group(group)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {key}: {group[key]}" for key in sorted(group) if key != "params"]
+        return "\n".join(lines) + "\n)"
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of parameters, with its own options, e.g. to train layers that were frozen."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            # A set's order changes between runs, and state_dict() refers to parameters by position.
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the "
+                            "ordering of tensors in sets will change between runs. Please use a list "
+                            "instead.")
+        params = list(params)
+        names = [p[0] for p in params if isinstance(p, tuple)]
+        params = [p[1] if isinstance(p, tuple) else p for p in params]
+        if names:
+            if len(names) != len(params):
+                raise ValueError("all optimizer params should be with/without names. Some param names are "
+                                 "missing")
+            param_group["param_names"] = names
+        param_group["params"] = params
+
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        for name, default in self.defaults.items():
+            param_group.setdefault(name, default)
+
+        # Identity, not ==: a tensor's == is elementwise.
+        seen = {id(p) for group in self.param_groups for p in group["params"]}
+        if any(id(p) in seen for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(param_group)
+
+    # ------------------------------------------------------------------ gradients and steps
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all parameters: to ``None`` (the default, frees the memory), or
+        to zeros in place (``set_to_none=False``: the grad arrays stay the same objects)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.data.fill(0)
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient. ``closure``, if given, re-evaluates the
+        model and returns the loss (it runs with gradients enabled); ``step`` returns that loss."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _run_closure(closure):
+        if closure is None:
+            return None
+        with enable_grad():
+            return closure()
+
+    # ------------------------------------------------------------------ saving and loading
+    def state_dict(self) -> dict:
+        """The optimiser's state in PyTorch's format::
+
+            {'state': {0: {'step': tensor(3.), 'exp_avg': tensor(...), ...}, 1: {...}},
+             'param_groups': [{'lr': 0.01, ..., 'params': [0, 1]}, ...]}
+
+        Parameters are named by their position across all groups (the parameters themselves are
+        not saved). State tensors are returned as they are, not copied, as in PyTorch.
+        """
+        index: dict[int, int] = {}
+        groups, start = [], 0
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            for i, p in enumerate(group["params"], start):
+                index.setdefault(id(p), i)
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            start += len(packed["params"])
+            groups.append(packed)
+        state = {index[id(p)] if isinstance(p, Tensor) else p: {k: _pack(k, v) for k, v in s.items()}
+                 for p, s in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state from :meth:`state_dict`. Saved buffers are copied onto each parameter's
+        device (and dtype, for floating parameters); options come from the saved groups.
+        Construct any scheduler *before* loading, since a scheduler resets ``group['lr']``."""
+        saved_groups = copy.deepcopy(state_dict["param_groups"])
+        if len(self.param_groups) != len(saved_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                             "optimizer's group")
+        params_by_index = dict(zip(chain.from_iterable(g["params"] for g in saved_groups),
+                                   chain.from_iterable(g["params"] for g in self.param_groups)))
+        state = defaultdict(dict)
+        for index, saved in state_dict["state"].items():
+            if index in params_by_index:
+                p = params_by_index[index]
+                state[p] = {k: _unpack(k, v, p) for k, v in saved.items()}
+            else:
+                state[index] = saved
+        for group, saved in zip(self.param_groups, saved_groups):
+            saved["params"] = group["params"]
+            if "param_names" in group and "param_names" not in saved:
+                saved["param_names"] = group["param_names"]
+        self.state, self.param_groups = state, saved_groups
+
+
+# The step counter lives on the host as a Python int while training (see adam.py for why); in a
+# state dict it is a float32 scalar tensor, as PyTorch saves it.
+def _pack(key, value):
+    if key == "step" and isinstance(value, (int, float)):
+        return Tensor._wrap(np.asarray(float(value), dtype=np.float32))
+    return value
+
+
+def _unpack(key, value, param: Tensor):
+    """A saved state value, ready for ``param``: tensors copied onto its device (and floating
+    ones cast to its dtype, as PyTorch does); the step counter back to a host number."""
+    if key == "step":
+        # Reading a tensor here may wait for the device; that is fine once, at load time.
+        return int(value.item()) if isinstance(value, Tensor) else int(value)
+    if isinstance(value, Tensor):
+        array = backend.to_device(value.data, param.device)
+        dtype = param.dtype if param.is_floating_point() and value.is_floating_point() else array.dtype
+        return Tensor._wrap(array.astype(dtype, copy=True))  # our own copy, updated in place later
+    return copy.deepcopy(value)

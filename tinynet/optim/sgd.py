@@ -1,0 +1,85 @@
+"""Stochastic gradient descent, with optional momentum, Nesterov momentum and weight decay."""
+from __future__ import annotations
+
+from ..tensor import Tensor
+from .optimizer import Optimizer
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent (optionally with momentum), as ``torch.optim.SGD``.
+
+    For each parameter :math:`\theta` with gradient :math:`g`, at step :math:`t`:
+
+    .. code-block:: text
+
+        g   = -g if maximize else g
+        g   = g + weight_decay * θ                     (if weight_decay != 0)
+        if momentum != 0:
+            b = g                                      (first step)
+            b = momentum * b + (1 - dampening) * g     (later steps)
+            g = g + momentum * b  if nesterov  else  b
+        θ   = θ - lr * g
+
+    Args:
+        params: tensors to optimise, or parameter groups (dicts).
+        lr: learning rate. Default: 1e-3.
+        momentum: momentum factor. Default: 0.
+        dampening: dampening of the momentum (applied from the second step). Default: 0.
+        weight_decay: L2 penalty. Default: 0.
+        nesterov: use Nesterov momentum (needs momentum > 0 and dampening = 0). Default: False.
+        maximize: maximise the objective instead of minimising it. Default: False.
+
+    State per parameter: ``'momentum_buffer'`` (only when momentum != 0).
+
+    Example:
+        >>> optimizer = tinynet.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> optimizer.zero_grad()
+        >>> loss_fn(model(input), target).backward()
+        >>> optimizer.step()
+    """
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False):
+        if lr < 0.0:
+            raise ValueError(f"SGD: Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"SGD: Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"SGD: Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def step(self, closure=None):
+        """Perform one update of every parameter that has a gradient (see the class docstring)."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    _sgd_update(p, self.state[p], group)
+        return loss
+
+
+def _sgd_update(p: Tensor, state: dict, group: dict) -> None:
+    """One SGD step for one parameter, in place on ``p.data`` and the momentum buffer.
+    ``p.grad`` is left as it is; the temporaries below exist only when their option is on."""
+    lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+    weight_decay, nesterov = group["weight_decay"], group["nesterov"]
+    grad = p.grad.data
+    if group["maximize"]:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * p.data
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:  # the first step: the buffer starts as the gradient itself, undamped
+            buf = state["momentum_buffer"] = Tensor._wrap(grad.copy())
+        else:
+            buf.data *= momentum
+            buf.data += grad if dampening == 0 else (1 - dampening) * grad
+        grad = grad + momentum * buf.data if nesterov else buf.data
+    p.data -= lr * grad
