@@ -253,8 +253,6 @@ def unbroadcast(grad, shape):
 def _shape_grad(op: str, grad, meta):
     """Give an input's gradient the input's shape and dtype."""
     shape, dtype = meta
-    if isinstance(grad, np.generic):  # a 0-d NumPy result comes back as a scalar
-        grad = np.asarray(grad)
     if grad.shape != shape:
         grad = unbroadcast(grad, shape)
         if grad.shape != shape:
@@ -262,6 +260,8 @@ def _shape_grad(op: str, grad, meta):
                                f"of shape {shape}")
     if grad.dtype != dtype:
         grad = grad.astype(dtype)
+    if isinstance(grad, np.generic):  # NumPy returns 0-d results as scalars; keep arrays
+        grad = np.asarray(grad)
     return grad
 
 

@@ -375,8 +375,10 @@ class Tensor:
     def __neg__(self): return F.neg(self)
     def __pos__(self): return self
     def __abs__(self): return F.abs(self)
-    def __eq__(self, other): return F.eq(self, other)
-    def __ne__(self, other): return F.ne(self, other)
+    def __eq__(self, other):
+        return F.eq(self, other) if _is_operand(other) else NotImplemented
+    def __ne__(self, other):
+        return F.ne(self, other) if _is_operand(other) else NotImplemented
     def __lt__(self, other): return F.lt(self, other)
     def __le__(self, other): return F.le(self, other)
     def __gt__(self, other): return F.gt(self, other)
@@ -457,6 +459,11 @@ class Tensor:
 
 def _is_array(x) -> bool:
     return isinstance(x, np.ndarray) or backend.get_array_module(x) is not np
+
+
+def _is_operand(x) -> bool:
+    """Whether ``x`` can meet a tensor in a comparison (``t == None`` is False, as in PyTorch)."""
+    return isinstance(x, (Tensor, int, float, bool, np.number, np.bool_, np.ndarray))
 
 
 def _shape_args(args) -> tuple:
