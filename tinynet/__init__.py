@@ -15,6 +15,8 @@ from .functional import *  # noqa: F401,F403
 from . import functional
 from .gradcheck import gradcheck
 from . import cuda
+from .serialization import save, load
+from . import nn, optim, data
 
 # PyTorch's aliases for dtypes (defined last: they shadow builtins inside this module only).
 half, float, double = float16, float32, float64
