@@ -1,2 +1,93 @@
-"""(being written)"""
-__all__ = []
+"""Dropout: during training, zero each element (or each whole channel) with probability ``p``
+and scale the survivors by ``1 / (1 - p)``.
+
+The scaling ("inverted dropout") keeps the expected value of every element unchanged, so at
+evaluation time dropout is simply the identity. The random mask comes from the device's seeded
+generator (:func:`tinynet.random.generator_for`): ``tinynet.manual_seed`` makes it repeatable.
+"""
+from __future__ import annotations
+
+import warnings
+
+from ..autograd import Function
+from ..random import generator_for
+from ..tensor import Tensor
+from .activation import finish_inplace
+
+__all__ = ["dropout", "dropout2d"]
+
+
+class Dropout(Function):
+    """y = x * mask, with ``mask`` already holding 0 for dropped elements and 1/(1-p) for kept
+    ones (and broadcasting over whole channels for dropout2d).
+
+    Backward: dx = dy * mask, the same mask: dropped elements get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+def _scaled_mask(input: Tensor, p: float, shape):
+    """A random mask of ``shape``: 0 with probability p, else 1/(1-p), in the input's dtype."""
+    keep = generator_for(input.device).uniform(shape, 0, 1, input.dtype) >= p
+    scale = 0.0 if p == 1 else 1.0 / (1.0 - p)  # p == 1 drops everything (no 1/0)
+    return keep.astype(input.dtype) * scale
+
+
+def _check(op: str, input, p) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(input).__name__}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got p={p}")
+    if input.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating-point input, got dtype {input.dtype}")
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero each element of ``input`` with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    The identity when ``training`` is False or ``p == 0``; all zeros when ``p == 1``.
+    ``inplace=True`` overwrites ``input`` only when no graph is being recorded (see
+    ``activation.py``); always use the return value.
+    """
+    _check("dropout", input, p)
+    if not training or p == 0:
+        return input
+    mask = _scaled_mask(input, p, input.shape)
+    return finish_inplace(input, Dropout.apply(input, mask), inplace)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels: each (n, c) feature map of an (N, C, H, W) input (or each c of an
+    unbatched (C, H, W) input) is dropped with probability ``p``; kept ones are scaled by
+    ``1/(1-p)``. Neighbouring pixels are strongly correlated, so dropping single pixels would
+    regularise little; dropping a channel removes a whole feature.
+
+    Note: for 3-D inputs PyTorch currently (with a warning) drops along dim 1 as if the input
+    were (N, C, L); tinynet follows the documented (C, H, W) meaning. Other ranks warn as in
+    PyTorch and use dims 0 and 1 as (N, C).
+    """
+    op = "dropout2d"
+    _check(op, input, p)
+    if input.ndim not in (3, 4):
+        warnings.warn(f"{op}: Received a {input.ndim}-D input to dropout2d, which is deprecated and will result in "
+                      "an error in a future release. To retain the behavior and silence this warning, please use "
+                      "dropout instead.", UserWarning, stacklevel=2)
+        if input.ndim < 2:
+            raise RuntimeError(f"{op}: expected an input with at least 2 dims (N, C, ...), got shape "
+                               f"{tuple(input.shape)}")
+    if not training or p == 0:
+        return input
+    # One draw per channel; the 1s broadcast it over the channel's spatial positions.
+    channel_dims = 1 if input.ndim == 3 else 2
+    mask_shape = tuple(input.shape[:channel_dims]) + (1,) * (input.ndim - channel_dims)
+    mask = _scaled_mask(input, p, mask_shape)
+    return finish_inplace(input, Dropout.apply(input, mask), inplace)
