@@ -1,0 +1,214 @@
+"""Training tools shared by the examples: ``fit``, ``evaluate``, metrics and checkpoints.
+
+The training loop never reads device memory inside a step: the running loss and the count
+of correct predictions are accumulated as device tensors and read (one synchronisation) only
+every ``log_every`` steps and at the end of the epoch. That keeps the GPU busy and the step
+capturable into a CUDA graph.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import random as _random
+from .autograd import no_grad
+from .serialization import load, save
+from .tensor import Tensor
+
+__all__ = ["History", "fit", "evaluate", "accuracy", "confusion_matrix", "per_class_accuracy",
+           "save_checkpoint", "load_checkpoint"]
+
+
+@dataclass
+class History:
+    """Per-epoch loss and accuracy (train and test), learning rate and seconds."""
+
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    test_loss: list = field(default_factory=list)
+    test_acc: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def save_json(self, path) -> None:
+        Path(path).write_text(json.dumps(self.as_dict(), indent=1))
+
+    @property
+    def best_test_acc(self) -> float:
+        return max(self.test_acc) if self.test_acc else float("nan")
+
+
+# ------------------------------------------------------------------------------------ metrics
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().data
+    return np.asarray(x)
+
+
+def accuracy(predictions, targets) -> float:
+    """Fraction of predictions equal to the targets."""
+    p, t = _numpy(predictions), _numpy(targets)
+    return float((p == t).mean()) if t.size else float("nan")
+
+
+def confusion_matrix(predictions, targets, num_classes: int = 10) -> np.ndarray:
+    """``cm[true, predicted]`` counts (rows are the true classes, as scikit-learn's)."""
+    p, t = _numpy(predictions).astype(np.int64), _numpy(targets).astype(np.int64)
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Accuracy of each true class: the diagonal over the row sums."""
+    totals = cm.sum(axis=1)
+    return np.divide(np.diag(cm), totals, out=np.full(len(cm), np.nan), where=totals > 0)
+
+
+# --------------------------------------------------------------------------------- evaluation
+@no_grad()
+def evaluate(model, loader, loss_fn=None, num_classes: int = 10) -> dict:
+    """Run ``model`` in eval mode over ``loader``.
+
+    Returns a dict with ``loss`` (mean over samples, if ``loss_fn`` is given), ``accuracy``,
+    ``predictions`` and ``targets`` (NumPy arrays) and the ``confusion`` matrix. The model's
+    train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    predictions, targets, loss_sum, count = [], [], None, 0
+    for x, y in loader:
+        logits = model(x)
+        if loss_fn is not None:
+            batch_loss = loss_fn(logits, y).detach() * y.shape[0]
+            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+        predictions.append(logits.argmax(1))
+        targets.append(y)
+        count += y.shape[0]
+    model.train(was_training)
+    from .functional import cat
+    pred = _numpy(cat(predictions)) if predictions else np.zeros(0, np.int64)
+    true = _numpy(cat(targets)) if targets else np.zeros(0, np.int64)
+    return {
+        "loss": float(loss_sum.item() / count) if loss_sum is not None and count else float("nan"),
+        "accuracy": accuracy(pred, true),
+        "predictions": pred,
+        "targets": true,
+        "confusion": confusion_matrix(pred, true, num_classes),
+    }
+
+
+# -------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path, model, optimizer, scheduler=None, epoch: int = 0, history: History | None = None,
+                    devices=("cpu",)) -> None:
+    """Everything needed to resume: weights, optimiser and scheduler state, the finished epoch,
+    the history and the random generators' states."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch,
+        "history": history.as_dict() if history is not None else None,
+        "rng": json.dumps(_random.get_rng_state("cpu")),
+    }
+    save(state, path)
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None) -> tuple[int, History]:
+    """Restore what :func:`save_checkpoint` wrote; returns (finished epoch, history)."""
+    state = load(path)
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    _random.set_rng_state(json.loads(state["rng"]), "cpu")
+    history = History(**state["history"]) if state.get("history") else History()
+    return int(state["epoch"]), history
+
+
+# ------------------------------------------------------------------------------------ fitting
+def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int = 1, scheduler=None,
+        checkpoint_dir=None, resume: bool = False, log_every: int = 50, progress: bool = True,
+        on_epoch_end=None) -> History:
+    """Train ``model`` for ``epochs`` and return the :class:`History`.
+
+    Args:
+        loss_fn: ``loss_fn(logits, targets)`` -> scalar tensor.
+        scheduler: stepped once per epoch (after the epoch's last step).
+        checkpoint_dir: if given, ``epoch_{k}.npz`` and ``last.npz`` are written after every
+            epoch; with ``resume=True`` training continues after the epoch in ``last.npz``.
+        log_every: steps between reads of the running loss from the device (the only
+            host-device synchronisations inside an epoch).
+        on_epoch_end: optional ``fn(epoch, history)`` called after each epoch.
+    """
+    history, start = History(), 0
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume and checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
+        start, history = load_checkpoint(checkpoint_dir / "last.npz", model, optimizer, scheduler)
+        print(f"resumed from {checkpoint_dir / 'last.npz'} after epoch {start}")
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+
+    for epoch in range(start + 1, epochs + 1):
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        began = time.perf_counter()
+        train_loss, train_acc = _train_one_epoch(model, optimizer, loss_fn, train_loader, epoch, epochs,
+                                                 log_every, progress)
+        history.train_loss.append(train_loss)
+        history.train_acc.append(train_acc)
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        if scheduler is not None:
+            scheduler.step()
+        history.seconds.append(time.perf_counter() - began)
+        if test_loader is not None:
+            result = evaluate(model, test_loader, loss_fn)
+            history.test_loss.append(result["loss"])
+            history.test_acc.append(result["accuracy"])
+        test_part = f", test loss {history.test_loss[-1]:.4f} acc {history.test_acc[-1]:.4f}" \
+            if test_loader is not None else ""
+        print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f} acc {train_acc:.4f}{test_part} "
+              f"({history.seconds[-1]:.1f} s)")
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir / f"epoch_{epoch}.npz", model, optimizer, scheduler, epoch, history)
+            save_checkpoint(checkpoint_dir / "last.npz", model, optimizer, scheduler, epoch, history)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+    return history
+
+
+def _train_one_epoch(model, optimizer, loss_fn, loader, epoch, epochs, log_every, progress):
+    from tqdm import tqdm
+
+    model.train()
+    bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False,
+               unit="batch", dynamic_ncols=True)
+    loss_sum = correct = None  # device tensors: read every log_every steps only
+    seen = 0
+    began = time.perf_counter()
+    for step, (x, y) in enumerate(bar, 1):
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with no_grad():
+            batch_loss = loss.detach() * y.shape[0]
+            batch_correct = (logits.argmax(1) == y).sum()
+            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+            correct = batch_correct if correct is None else correct + batch_correct
+        seen += y.shape[0]
+        if progress and step % log_every == 0:
+            rate = seen / (time.perf_counter() - began)
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", img_s=f"{rate:.0f}")
+    bar.close()
+    if seen == 0:
+        return float("nan"), float("nan")
+    return loss_sum.item() / seen, correct.item() / seen
