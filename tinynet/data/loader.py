@@ -81,9 +81,16 @@ class DataLoader:
         self._tensors = getattr(dataset, "tensors", None)
         # Tensor-backed datasets are shuffled on their device; others need indices on the host.
         self.device = self._tensors[0].device if self._tensors else backend.CPU
+        self.seed = seed
         if seed is not None:
             generator = Generator(self.device).manual_seed(seed)
         self.generator = generator_for(self.device, generator) if generator is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """With a ``seed``, make the order of ``epoch`` depend only on (seed, epoch), so that a
+        run resumed from a checkpoint sees the same batches as an uninterrupted one."""
+        if self.seed is not None:
+            self.generator.manual_seed((self.seed * 1_000_003 + int(epoch)) % 2 ** 63)
 
     def __len__(self) -> int:
         n = len(self.dataset)
