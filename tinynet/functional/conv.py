@@ -1,2 +1,188 @@
-"""(being written)"""
-__all__ = []
+"""2-d convolution as im2col + one matrix product.
+
+``im2col`` (``tinynet/kernels/im2col.py``) copies every window of the padded input into a column
+of ``cols`` (C*kh*kw, N*OH*OW); the filters, flattened to ``W`` (C_out, C*kh*kw), then give
+every output of the whole batch at once::
+
+    Y = W @ cols                          (C_out, N*OH*OW), reshaped to (N, C_out, OH, OW)
+
+and the backward pass is two more matrix products plus the transpose of im2col::
+
+    dW    = dY @ cols.T                   every window, weighted by its output's gradient
+    dcols = W.T @ dY                      each window's share of the input gradient
+    dx    = col2im(dcols)                 added back to the pixels the windows came from
+    db    = dY summed over batch and positions
+
+With ``groups`` G the channels split into G independent convolutions: the rows of ``cols`` and
+of ``W`` split into G blocks and the products above become one batched product over groups.
+"""
+from __future__ import annotations
+
+import numbers
+
+from ..autograd import Function
+from ..kernels.im2col import col2im, im2col, output_size
+from ..tensor import Tensor
+
+__all__ = ["conv2d"]
+
+
+class Conv2d(Function):
+    """y[n, o] = b[o] + sum_{c,i,j} w[o, c, i, j] * x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw].
+
+    Backward (per group, with cols = im2col(x) and dY (C_out, N*OH*OW)):
+    dW = dY @ cols.T;  dx = col2im(W.T @ dY);  db = sum of dY over batch and positions.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, *, stride, padding, dilation, groups):
+        xp = ctx.xp
+        unbatched = x.ndim == 3  # (C, H, W): work on a batch of one
+        if unbatched:
+            x = x[None]
+        n = x.shape[0]
+        c_out, _, kh, kw = weight.shape
+        geometry = ((kh, kw), stride, padding, dilation)
+        out_h = output_size(x.shape[2], kh, stride[0], *padding[0], dilation[0])
+        out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
+
+        cols = im2col(x, *geometry)                                    # (C*kh*kw, N*OH*OW)
+        cols_by_group = cols.reshape(groups, -1, cols.shape[1])        # (G, C/G*kh*kw, N*OH*OW)
+        weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
+        out = xp.matmul(weight_by_group, cols_by_group).reshape(c_out, n, out_h, out_w)
+        if bias is not None:
+            out += bias.reshape(c_out, 1, 1, 1)
+        out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
+
+        ctx.save_for_backward(cols_by_group, weight_by_group)
+        ctx.geometry, ctx.groups, ctx.unbatched = geometry, groups, unbatched
+        ctx.x_shape, ctx.weight_shape = x.shape, weight.shape
+        return out[0] if unbatched else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = ctx.xp
+        cols_by_group, weight_by_group = ctx.saved_tensors
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        if ctx.unbatched:
+            grad = grad[None]
+        c_out = grad.shape[1]
+        # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
+        grad_by_group = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(ctx.groups, c_out // ctx.groups, -1)
+
+        grad_x = grad_weight = grad_bias = None
+        if need_x:
+            grad_cols = xp.matmul(weight_by_group.transpose(0, 2, 1), grad_by_group)
+            grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *ctx.geometry)
+            if ctx.unbatched:
+                grad_x = grad_x[0]
+        if need_weight:
+            grad_weight = xp.matmul(grad_by_group, cols_by_group.transpose(0, 2, 1)).reshape(ctx.weight_shape)
+        if need_bias:
+            grad_bias = grad.sum(axis=(0, 2, 3))
+        return grad_x, grad_weight, grad_bias
+
+
+# ---------------------------------------------------------------------------- argument checks
+def _pair(op: str, name: str, value) -> tuple:
+    """An int or a sequence of one or two ints as ``(height, width)``; anything else is an error."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2) \
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        return (int(value[0]),) * 2 if len(value) == 1 else (int(value[0]), int(value[1]))
+    raise RuntimeError(f"{op}: expected {name} to be a single int or a tuple of two ints, but got "
+                       f"{name}={value!r}")
+
+
+def _shape(t) -> str:
+    return str(list(t.shape))
+
+
+def _conv_padding(padding, kernel_size, stride, dilation):
+    """``padding`` as ``((top, bottom), (left, right))``; ``'valid'`` is no padding, ``'same'``
+    pads ``dilation*(k-1)`` in total, the odd one out at the bottom/right (as PyTorch)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise RuntimeError(f"conv2d: padding='same' is not supported for strided convolutions, "
+                                   f"got stride={stride}")
+            totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+            return tuple((total // 2, total - total // 2) for total in totals)
+        raise RuntimeError(f"conv2d: invalid padding string {padding!r}; expected 'valid', 'same', "
+                           "an int or a pair of ints")
+    ph, pw = _pair("conv2d", "padding", padding)
+    if ph < 0 or pw < 0:
+        raise RuntimeError(f"conv2d: negative padding is not supported, got padding={padding!r}")
+    return (ph, ph), (pw, pw)
+
+
+def _check_conv2d(input, weight, bias, stride, dilation, groups) -> None:
+    """Raise PyTorch's errors, prefixed with ``conv2d:``, for inputs that cannot be convolved."""
+    for name, t in (("input", input), ("weight", weight)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"conv2d: expected {name} to be a Tensor, got {type(t).__name__}")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"conv2d: expected bias to be a Tensor or None, got {type(bias).__name__}")
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"conv2d: expected 3D (unbatched) or 4D (batched) input, but got input of size: "
+                           f"{_shape(input)}")
+    if weight.ndim != 4:
+        raise RuntimeError(f"conv2d: expected a 4D weight (out_channels, in_channels/groups, kH, kW), but got "
+                           f"weight of size {_shape(weight)}")
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups <= 0:
+        raise RuntimeError(f"conv2d: non-positive groups is not supported, got groups={groups!r}")
+    if min(stride) <= 0:
+        raise RuntimeError(f"conv2d: non-positive stride is not supported, got stride={stride}")
+    if min(dilation) <= 0:
+        raise RuntimeError(f"conv2d: non-positive dilation is not supported, got dilation={dilation}")
+    tensors = [("input", input), ("weight", weight)] + ([("bias", bias)] if bias is not None else [])
+    if any(t.dtype.kind != "f" for _, t in tensors) or len({t.dtype for _, t in tensors}) > 1:
+        got = ", ".join(f"{name} {t.dtype}" for name, t in tensors)
+        raise RuntimeError(f"conv2d: expected floating-point input, weight and bias of the same dtype, but got {got}")
+    c_out, c_per_group = weight.shape[:2]
+    if c_out % groups:
+        raise RuntimeError(f"conv2d: given groups={groups}, expected weight to be divisible by {groups} at "
+                           f"dimension 0, but got weight of size {_shape(weight)} instead")
+    channels = input.shape[-3]
+    if channels != c_per_group * groups:
+        raise RuntimeError(f"conv2d: given groups={groups}, weight of size {_shape(weight)}, expected "
+                           f"input{_shape(input)} to have {c_per_group * groups} channels, but got "
+                           f"{channels} channels instead")
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != c_out):
+        raise RuntimeError(f"conv2d: given weight of size {_shape(weight)}, expected bias to be 1-dimensional "
+                           f"with {c_out} elements, but got bias of size {_shape(bias)} instead")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d convolution (really cross-correlation, as in PyTorch) of ``input`` with ``weight``.
+
+    Args:
+        input: (N, C_in, H, W), or (C_in, H, W) unbatched.
+        weight: (C_out, C_in/groups, kH, kW).
+        bias: (C_out,) or None.
+        stride, dilation: int or (sH, sW).
+        padding: int, (pH, pW), ``'valid'`` (none) or ``'same'`` (output size = input size;
+            stride 1 only; with an even span the extra row/column goes at the bottom/right).
+        groups: split the channels into this many independent convolutions.
+
+    Returns:
+        (N, C_out, OH, OW) with ``OH = (H + 2*pH - dH*(kH-1) - 1) // sH + 1`` (same for OW).
+
+    Backward: dW = dY @ cols.T, dx = col2im(W.T @ dY), db = dY summed over batch and positions
+    (see the module docstring).
+    """
+    stride = _pair("conv2d", "stride", stride)
+    dilation = _pair("conv2d", "dilation", dilation)
+    _check_conv2d(input, weight, bias, stride, dilation, groups)
+    kernel_size = tuple(weight.shape[2:])
+    padding = _conv_padding(padding, kernel_size, stride, dilation)
+    padded = [input.shape[-2] + sum(padding[0]), input.shape[-1] + sum(padding[1])]
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel_size)]
+    if padded[0] < span[0] or padded[1] < span[1]:
+        raise RuntimeError(f"conv2d: calculated padded input size per channel: ({padded[0]} x {padded[1]}). "
+                           f"Kernel size: ({span[0]} x {span[1]}). Kernel size can't be greater than actual "
+                           f"input size (input {_shape(input)}, weight {_shape(weight)}, dilation={dilation})")
+    return Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=int(groups))

@@ -1,0 +1,176 @@
+"""conv2d: gradients (finite differences) and parity with PyTorch over hypothesis-drawn
+configurations (shapes, kernels, strides, paddings, dilations, groups, bias, unbatched input),
+LeNet's and a VGG-like layer, and the errors raised on bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import tinynet
+import tinynet.nn.functional  # noqa: F401  (tinynet.nn.functional.conv2d, as torch's)
+from helpers import check_gradients, compare_with_torch, requires_torch, torch
+
+DTYPES = [np.float32, np.float64]
+# PyTorch warns that it copies the input for padding='same' with an even kernel span.
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+
+@st.composite
+def conv_configs(draw):
+    """A random valid conv2d call: ``(input shape, weight shape, has bias, keyword arguments)``.
+    Sides stay <= 5 so a finite-difference check is fast."""
+    groups = draw(st.integers(1, 3))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding_kind = draw(st.sampled_from(["ints", "ints", "ints", "same", "valid"]))
+    if padding_kind == "ints":
+        pads = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+        stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        padding = pads if pads[0] != pads[1] or draw(st.booleans()) else pads[0]
+    else:
+        pads, stride = (0, 0), (1, 1)
+        padding = padding_kind
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    # The input must cover one window: H + 2*pad >= span ('same' pads up to span - 1).
+    low = [max(1, s - 2 * p) if padding_kind != "same" else 1 for s, p in zip(span, pads)]
+    size = (draw(st.integers(low[0], 5)), draw(st.integers(low[1], 5)))
+    batch = draw(st.sampled_from([None, 1, 2]))  # None: unbatched (C, H, W)
+    x_shape = ((batch,) if batch else ()) + (c_in,) + size
+    kwargs = dict(stride=stride if stride[0] != stride[1] else stride[0], padding=padding,
+                  dilation=dilation, groups=groups)
+    return x_shape, (c_out, c_in // groups) + kernel, draw(st.booleans()), kwargs
+
+
+def conv_inputs(config, seed, dtype):
+    x_shape, w_shape, has_bias, _ = config
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(-1, 1, x_shape), rng.uniform(-1, 1, w_shape)]
+    if has_bias:
+        arrays.append(rng.uniform(-1, 1, w_shape[0]))
+    return [a.astype(dtype) for a in arrays]
+
+
+def conv_call(m, kwargs):
+    """``conv2d`` of framework ``m`` (tinynet or torch) with fixed keyword arguments."""
+    def call(x, w, b=None):
+        return m.nn.functional.conv2d(x, w, b, **kwargs)
+    return call
+
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@given(config=conv_configs(), seed=seeds)
+def test_conv2d_gradients(device, config, seed):
+    check_gradients(conv_call(tinynet, config[3]), conv_inputs(config, seed, np.float64), device=device)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(config=conv_configs(), seed=seeds)
+def test_conv2d_matches_torch(device, dtype, config, seed):
+    compare_with_torch(conv_call(tinynet, config[3]), conv_call(torch, config[3]),
+                       conv_inputs(config, seed, dtype), device=device)
+
+
+# (input shape, weight shape, keyword arguments): real layers, where sums run over many terms.
+LAYERS = {
+    "lenet_conv1_pad2": ((2, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),
+    "lenet_conv1": ((2, 1, 28, 28), (6, 1, 5, 5), dict()),
+    "lenet_conv2": ((2, 6, 14, 14), (16, 6, 5, 5), dict()),
+    "vgg_3x3_pad1": ((2, 8, 7, 7), (16, 8, 3, 3), dict(padding=1)),
+    "vgg_3x3_same": ((2, 4, 14, 14), (8, 4, 3, 3), dict(padding="same")),
+    "strided_1x1": ((2, 8, 7, 7), (4, 8, 1, 1), dict(stride=2)),
+    "depthwise": ((2, 6, 9, 9), (6, 1, 3, 3), dict(padding=1, groups=6)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_real_layers_match_torch(device, dtype, layer):
+    x_shape, w_shape, kwargs = LAYERS[layer]
+    # Weight gradients sum over N*OH*OW terms (>1000 here): float32 needs a looser atol.
+    atol = 2e-4 if dtype == np.float32 else None
+    compare_with_torch(conv_call(tinynet, kwargs), conv_call(torch, kwargs),
+                       conv_inputs((x_shape, w_shape, True, kwargs), 0, dtype), device=device, atol=atol)
+
+
+def test_output_shape_and_values_of_a_hand_computed_case():
+    # 1x1 input channel, 2x2 kernel of ones: each output is the sum of a 2x2 patch, plus bias.
+    x = tinynet.tensor(np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3))
+    w = tinynet.tensor(np.ones((1, 1, 2, 2)))
+    y = tinynet.nn.functional.conv2d(x, w, tinynet.tensor(np.array([0.5])))
+    np.testing.assert_array_equal(y.numpy(), [[[[8.5, 12.5], [20.5, 24.5]]]])
+
+
+def test_no_gradient_is_computed_for_inputs_that_do_not_need_it():
+    x = tinynet.tensor(np.ones((1, 2, 4, 4)))
+    w = tinynet.tensor(np.ones((3, 2, 3, 3)), requires_grad=True)
+    tinynet.nn.functional.conv2d(x, w).sum().backward()
+    assert x.grad is None
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((3, 2, 3, 3), 4.0))
+
+
+# ---------------------------------------------------------------------------------- errors
+def conv(m, x_shape, w_shape, b_shape=None, dtype=np.float32, w_dtype=None, **kwargs):
+    """conv2d of framework ``m`` on zeros of the given shapes."""
+    x = m.tensor(np.zeros(x_shape, dtype))
+    w = m.tensor(np.zeros(w_shape, w_dtype or dtype))
+    b = m.tensor(np.zeros(b_shape, dtype)) if b_shape is not None else None
+    return m.nn.functional.conv2d(x, w, b, **kwargs)
+
+
+BAD_CALLS = {
+    "wrong_channels": (lambda m: conv(m, (2, 3, 5, 5), (4, 2, 3, 3)),
+                       r"^conv2d: given groups=1, weight of size \[4, 2, 3, 3\], expected input\[2, 3, 5, 5\] "
+                       r"to have 2 channels, but got 3 channels"),
+    "wrong_channels_grouped": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), groups=2),
+                               r"^conv2d: given groups=2, .*\[4, 3, 3, 3\].*\[2, 3, 5, 5\].*6 channels"),
+    "groups_not_dividing_out_channels": (lambda m: conv(m, (2, 3, 5, 5), (4, 1, 3, 3), groups=3),
+                                         r"^conv2d: given groups=3, expected weight to be divisible by 3.*"
+                                         r"\[4, 1, 3, 3\]"),
+    "non_positive_groups": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), groups=0), r"^conv2d: .*groups=0"),
+    "kernel_larger_than_padded_input": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 7, 7), padding=0),
+                                        r"^conv2d: calculated padded input size per channel: \(5 x 5\)\. "
+                                        r"Kernel size: \(7 x 7\)"),
+    "dilated_kernel_too_large": (lambda m: conv(m, (1, 1, 4, 4), (1, 1, 3, 3), dilation=2),
+                                 r"^conv2d: .*\(4 x 4\).*\(5 x 5\)"),
+    "weight_not_4d": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3)), r"^conv2d: .*4D weight.*\[4, 3, 3\]"),
+    "input_2d": (lambda m: conv(m, (5, 5), (4, 3, 3, 3)), r"^conv2d: .*3D \(unbatched\) or 4D.*\[5, 5\]"),
+    "bias_wrong_size": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), (3,)),
+                        r"^conv2d: .*bias to be 1-dimensional with 4 elements.*\[3\]"),
+    "non_positive_stride": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), stride=0),
+                            r"^conv2d: non-positive stride"),
+    "negative_padding": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), padding=-1), r"^conv2d: negative padding"),
+    "non_positive_dilation": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), dilation=(1, 0)),
+                              r"^conv2d: non-positive dilation"),
+    "stride_of_three_values": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), stride=(1, 2, 3)),
+                               r"^conv2d: expected stride .*\(1, 2, 3\)"),
+    "same_with_stride": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), padding="same", stride=2),
+                         r"^conv2d: padding='same' is not supported for strided"),
+    "bad_padding_string": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), padding="full"),
+                           r"^conv2d: invalid padding string 'full'"),
+    "mixed_dtypes": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), w_dtype=np.float64),
+                     r"^conv2d: .*input float32, weight float64"),
+    "integer_input": (lambda m: conv(m, (2, 3, 5, 5), (4, 3, 3, 3), dtype=np.int64),
+                      r"^conv2d: .*floating-point.*int64"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CALLS)
+def test_bad_input_raises_runtime_error_naming_conv2d(case):
+    call, message = BAD_CALLS[case]
+    with pytest.raises(RuntimeError, match=message):
+        call(tinynet)
+
+
+@requires_torch
+@pytest.mark.parametrize("case", [c for c in BAD_CALLS if c != "integer_input"])  # torch convolves integers
+def test_torch_rejects_the_same_calls(case):
+    """The calls above are errors in PyTorch too: the tests follow PyTorch, not a guess."""
+    with pytest.raises(RuntimeError):
+        BAD_CALLS[case][0](torch)
+
+
+def test_non_tensor_input_raises_type_error():
+    with pytest.raises(TypeError, match=r"^conv2d: .*input.*ndarray"):
+        tinynet.nn.functional.conv2d(np.zeros((1, 1, 3, 3)), tinynet.tensor(np.zeros((1, 1, 2, 2))))

@@ -1,0 +1,174 @@
+"""The raw kernels in ``tinynet/kernels``: the numba versions agree with the readable references
+(which run on the ``device``'s array module, so on CuPy for cuda), im2col matches its
+definition, col2im is its adjoint, and max-pool backward is the adjoint of gathering at the
+argmax."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from tinynet import backend
+from tinynet.kernels import im2col as k_im2col
+from tinynet.kernels import pool as k_pool
+
+DTYPES = [np.float32, np.float64]
+CLOSE = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+seeds = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def window_configs(draw, max_pad=2):
+    """``(input shape, kernel, stride, padding, dilation)`` with asymmetric padding
+    ``((top, bottom), (left, right))`` and at least one window."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((draw(st.integers(0, max_pad)), draw(st.integers(0, max_pad))) for _ in range(2))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    out_h, out_w = (k_im2col.output_size(n, k, s, *p, d)
+                    for n, k, s, p, d in zip(shape[2:], kernel, stride, padding, dilation))
+    assume(out_h >= 1 and out_w >= 1)
+    return shape, kernel, stride, padding, dilation
+
+
+def on_device(array, device):
+    return backend.to_device(array, device)
+
+
+def on_cpu(array):
+    return backend.to_device(array, "cpu")
+
+
+def random(shape, seed, dtype):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def n_columns(config):
+    shape, kernel, stride, padding, dilation = config
+    out = [k_im2col.output_size(n, k, s, *p, d) for n, k, s, p, d in zip(shape[2:], kernel, stride, padding, dilation)]
+    return (shape[1] * kernel[0] * kernel[1], shape[0] * out[0] * out[1])
+
+
+# -------------------------------------------------------------------------------- im2col
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(config=window_configs(), seed=seeds)
+def test_im2col_numba_equals_reference(device, dtype, config, seed):
+    shape, *geometry = config
+    x = random(shape, seed, dtype)
+    fast = k_im2col.im2col_numba(x, *geometry)
+    slow = on_cpu(k_im2col.im2col_reference(on_device(x, device), *geometry))
+    assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape == n_columns(config)
+    np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(config=window_configs(), seed=seeds)
+def test_col2im_numba_equals_reference(device, dtype, config, seed):
+    shape, *geometry = config
+    cols = random(n_columns(config), seed, dtype)
+    fast = k_im2col.col2im_numba(cols, shape, *geometry)
+    slow = on_cpu(k_im2col.col2im_reference(on_device(cols, device), shape, *geometry))
+    assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape == shape
+    np.testing.assert_allclose(fast, slow, **CLOSE[dtype])
+
+
+@given(config=window_configs(), seed=seeds)
+def test_im2col_matches_its_definition(config, seed):
+    """cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw], one by one."""
+    shape, kernel, stride, padding, dilation = config
+    x = random(shape, seed, np.float64)
+    padded = np.pad(x, ((0, 0), (0, 0)) + padding)
+    cols = k_im2col.im2col(x, kernel, stride, padding, dilation)
+    out_h = k_im2col.output_size(shape[2], kernel[0], stride[0], *padding[0], dilation[0])
+    out_w = k_im2col.output_size(shape[3], kernel[1], stride[1], *padding[1], dilation[1])
+    for n in range(shape[0]):
+        for c in range(shape[1]):
+            for i in range(kernel[0]):
+                for j in range(kernel[1]):
+                    for oh in range(out_h):
+                        for ow in range(out_w):
+                            expected = padded[n, c, oh * stride[0] + i * dilation[0], ow * stride[1] + j * dilation[1]]
+                            row, column = (c * kernel[0] + i) * kernel[1] + j, (n * out_h + oh) * out_w + ow
+                            assert cols[row, column] == expected
+
+
+@pytest.mark.parametrize("implementation", ["numba", "reference"])
+@given(config=window_configs(), seed=seeds)
+def test_col2im_is_the_adjoint_of_im2col(device, implementation, config, seed):
+    """<im2col(x), c> == <x, col2im(c)>: col2im is exactly im2col's backward pass."""
+    if implementation == "numba" and device != "cpu":
+        pytest.skip("the numba kernels run on the CPU only")
+    shape, *geometry = config
+    im2col = getattr(k_im2col, f"im2col_{implementation}")
+    col2im = getattr(k_im2col, f"col2im_{implementation}")
+    x = on_device(random(shape, seed, np.float64), device)
+    c = on_device(random(n_columns(config), seed + 1, np.float64), device)
+    lhs = float((im2col(x, *geometry) * c).sum())
+    rhs = float((x * col2im(c, shape, *geometry)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
+
+
+def test_im2col_dispatch():
+    x32 = np.zeros((1, 1, 3, 3), np.float32)
+    assert k_im2col.uses_numba(x32) and k_im2col.uses_numba(x32.astype(np.float64))
+    assert not k_im2col.uses_numba(x32.astype(np.float16))  # numba has no float16: the reference runs
+    cols = k_im2col.im2col(np.ones((1, 1, 3, 3), np.float16), (2, 2), (1, 1), (0, 0), (1, 1))
+    assert cols.dtype == np.float16 and cols.shape == (4, 4)
+    with k_im2col.reference_kernels():
+        assert not k_im2col.uses_numba(x32)
+    assert k_im2col.uses_numba(x32)
+
+
+# ------------------------------------------------------------------------------ max pool
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(config=window_configs(max_pad=1), seed=seeds, ties=st.booleans())
+def test_max_pool_forward_numba_equals_reference(device, dtype, config, seed, ties):
+    shape, *geometry = config
+    x = random(shape, seed, dtype)
+    if ties:  # few distinct values: both must pick the first maximum of each window
+        x = np.round(x).astype(dtype)
+    out_fast, argmax_fast = k_pool.max_pool2d_forward_numba(x, *geometry)
+    out_slow, argmax_slow = k_pool.max_pool2d_forward_reference(on_device(x, device), *geometry)
+    assert out_fast.dtype == dtype and argmax_fast.dtype == on_cpu(argmax_slow).dtype == np.int64
+    np.testing.assert_array_equal(out_fast, on_cpu(out_slow))
+    np.testing.assert_array_equal(argmax_fast, on_cpu(argmax_slow))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(config=window_configs(max_pad=1), seed=seeds, ties=st.booleans())
+def test_max_pool_backward_numba_equals_reference(device, dtype, config, seed, ties):
+    shape, *geometry = config
+    x = random(shape, seed, dtype)
+    if ties:  # few distinct values: windows share maxima, overlapping windows share argmaxes
+        x = np.round(x).astype(dtype)
+    out, argmax = k_pool.max_pool2d_forward_numba(x, *geometry)
+    grad_out = random(out.shape, seed + 1, dtype)
+    fast = k_pool.max_pool2d_backward_numba(grad_out, argmax, shape)
+    slow = k_pool.max_pool2d_backward_reference(on_device(grad_out, device), on_device(argmax, device), shape)
+    assert fast.dtype == dtype and fast.shape == shape
+    np.testing.assert_allclose(fast, on_cpu(slow), **CLOSE[dtype])
+
+
+@given(config=window_configs(max_pad=1), seed=seeds)
+def test_max_pool_backward_is_the_adjoint_of_gathering_the_maxima(config, seed):
+    """The forward gathers ``x`` at the argmax; its backward is the transpose of that gather:
+    ``<gather(x), g> == <x, backward(g)>``, and the output is the gathered input."""
+    shape, *geometry = config
+    x = random(shape, seed, np.float64)
+    out, argmax = k_pool.max_pool2d_forward(x, *geometry)
+    real = argmax >= 0
+    planes = x.reshape(shape[0], shape[1], -1)
+    gathered = np.take_along_axis(planes, np.where(real, argmax, 0).reshape(*shape[:2], -1), axis=2)
+    gathered = np.where(real, gathered.reshape(out.shape), -np.inf)
+    np.testing.assert_array_equal(out, gathered)
+    g = random(out.shape, seed + 1, np.float64)
+    lhs = float((np.where(real, gathered, 0) * g).sum())
+    rhs = float((x * k_pool.max_pool2d_backward(g, argmax, shape)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
+
+
+def test_max_pool_first_maximum_wins():
+    x = np.array([[[[3.0, 3.0, 1.0, 3.0]]]])
+    for forward in (k_pool.max_pool2d_forward_numba, k_pool.max_pool2d_forward_reference):
+        out, argmax = forward(x, (1, 2), (1, 1), (0, 0), (1, 1))
+        np.testing.assert_array_equal(out[0, 0, 0], [3, 3, 3])
+        np.testing.assert_array_equal(argmax[0, 0, 0], [0, 1, 3])

@@ -1,0 +1,148 @@
+"""Max pooling: the maximum of every window, and where it was (the argmax), then the backward
+pass that sends each output's gradient to that one input element.
+
+``argmax`` holds, for every output, the flat index ``h*W + w`` of its maximum inside its own
+(unpadded) input plane: the same indices PyTorch's ``max_pool2d(..., return_indices=True)``
+returns. Ties go to the first maximum in the window's row-major order, as in PyTorch; padding
+counts as ``-inf``, so it never wins against a real value. (When it does win, in a window whose
+real values are all -inf or that holds only padding, the index is -1 and no gradient flows.)
+
+The backward is a scatter-add: ``grad_input.flat[argmax] += grad_output``. Windows overlap when
+``stride < kernel_size``, so one input element may be the maximum of several windows and must
+receive the *sum* of their gradients.
+
+Arguments are pairs ``(height, width)``; ``padding`` is ``(ph, pw)`` or
+``((top, bottom), (left, right))`` as in :mod:`tinynet.kernels.im2col`. Two implementations
+behind one signature: ``*_reference`` (array module, runs on CuPy) and ``*_numba`` (compiled
+loops for NumPy arrays, parallel over batch x channels).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..backend import get_array_module
+from .im2col import _geometry, uses_numba
+
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward_reference",
+           "max_pool2d_backward_reference", "max_pool2d_forward_numba", "max_pool2d_backward_numba"]
+
+
+# ----------------------------------------------------------------------------------- reference
+def max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation):
+    """Max over each window of ``x`` (N, C, H, W) and its argmax, on any array module.
+
+    Pad with -inf, view the windows as a 5-d strided array (N, C, OH, OW, kh, kw), flatten each
+    window, and take ``max`` and ``argmax`` (NumPy's argmax returns the first maximum). The
+    window index ``(i, j)`` of the maximum becomes an index into the input plane:
+    ``h = oh*sh - top + i*dh``, ``w = ow*sw - left + j*dw``."""
+    xp = get_array_module(x)
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    n, c, height, width = x.shape
+    out_h, out_w, pad_h, pad_w = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    padded = xp.pad(x, ((0, 0), (0, 0), pad_h, pad_w), constant_values=-np.inf)
+    s_n, s_c, s_h, s_w = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        padded, shape=(n, c, out_h, out_w, kh, kw),
+        strides=(s_n, s_c, sh * s_h, sw * s_w, dh * s_h, dw * s_w)).reshape(n, c, out_h, out_w, kh * kw)
+    best = windows.argmax(axis=-1)
+    out = windows.max(axis=-1)
+    rows = xp.arange(out_h).reshape(-1, 1) * sh - pad_h[0] + (best // kw) * dh
+    columns = xp.arange(out_w) * sw - pad_w[0] + (best % kw) * dw
+    inside = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
+    return out, xp.where(inside, rows * width + columns, -1).astype(np.int64)
+
+
+def max_pool2d_backward_reference(grad_out, argmax, input_shape):
+    """Scatter-add ``grad_out`` (N, C, OH, OW) to the argmax positions of an (N, C, H, W) array.
+
+    ``bincount`` with weights is a scatter-add that sums repeated indices (overlapping windows
+    that share a maximum); the plane index is offset by ``plane * H * W`` to index the whole
+    array. bincount sums in float64; the result is cast back to the gradient's dtype. Outputs
+    with index -1 (their maximum was padding) send nothing."""
+    xp = get_array_module(grad_out)
+    n, c, height, width = input_shape
+    plane_start = xp.arange(n * c, dtype=np.int64).reshape(n, c, 1, 1) * (height * width)
+    real = argmax >= 0
+    grad_in = xp.bincount((xp.where(real, argmax, 0) + plane_start).ravel(),
+                          weights=xp.where(real, grad_out, 0).ravel(), minlength=n * c * height * width)
+    return grad_in.astype(grad_out.dtype, copy=False).reshape(input_shape)
+
+
+# --------------------------------------------------------------------------------------- numba
+@numba.njit(parallel=True, cache=True)
+def _max_pool_forward_loops(x, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
+    n_batch, n_chan, height, width = x.shape
+    out = np.empty((n_batch, n_chan, out_h, out_w), dtype=x.dtype)
+    argmax = np.empty((n_batch, n_chan, out_h, out_w), dtype=np.int64)
+    for nc in numba.prange(n_batch * n_chan):
+        n, c = nc // n_chan, nc % n_chan
+        for oh in range(out_h):
+            for ow in range(out_w):
+                # Scan the whole window, padding as -inf, exactly like the reference's argmax:
+                # the first maximum wins (and the first NaN, which argmax treats as largest).
+                best, best_h, best_w = -np.inf, oh * sh - top, ow * sw - left
+                for i in range(kh):
+                    h = oh * sh - top + i * dh
+                    for j in range(kw):
+                        w = ow * sw - left + j * dw
+                        value = x[n, c, h, w] if (0 <= h < height and 0 <= w < width) else -np.inf
+                        if value > best or (value != value and best == best):
+                            best, best_h, best_w = value, h, w
+                out[n, c, oh, ow] = best
+                inside = 0 <= best_h < height and 0 <= best_w < width
+                argmax[n, c, oh, ow] = best_h * width + best_w if inside else -1
+    return out, argmax
+
+
+@numba.njit(parallel=True, cache=True)
+def _max_pool_backward_loops(grad_out, argmax, height, width):
+    n_batch, n_chan, out_h, out_w = grad_out.shape
+    grad_in = np.zeros((n_batch, n_chan, height * width), dtype=grad_out.dtype)
+    for nc in numba.prange(n_batch * n_chan):  # one thread per plane: no two threads add to one element
+        n, c = nc // n_chan, nc % n_chan
+        for oh in range(out_h):
+            for ow in range(out_w):
+                index = argmax[n, c, oh, ow]
+                if index >= 0:
+                    grad_in[n, c, index] += grad_out[n, c, oh, ow]
+    return grad_in.reshape(n_batch, n_chan, height, width)
+
+
+def max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation):
+    """:func:`max_pool2d_forward_reference` as compiled loops (NumPy float32/float64 only)."""
+    out_h, out_w, (top, _), (left, _) = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    return _max_pool_forward_loops(np.ascontiguousarray(x), *kernel_size, *stride, top, left, *dilation,
+                                   out_h, out_w)
+
+
+def max_pool2d_backward_numba(grad_out, argmax, input_shape):
+    """:func:`max_pool2d_backward_reference` as compiled loops (NumPy float32/float64 only)."""
+    return _max_pool_backward_loops(np.ascontiguousarray(grad_out), np.ascontiguousarray(argmax),
+                                    int(input_shape[2]), int(input_shape[3]))
+
+
+# -------------------------------------------------------------------------------------- public
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
+    """Max pooling of ``x`` (N, C, H, W).
+
+    Args:
+        kernel_size, stride, dilation: pairs ``(height, width)`` of ints.
+        padding: ``(ph, pw)`` or ``((top, bottom), (left, right))``; padding counts as -inf.
+
+    Returns:
+        ``(out, argmax)``, both (N, C, OH, OW); ``argmax`` (int64) is the flat index ``h*W + w``
+        of each maximum in its input plane, the first one on ties.
+    """
+    if uses_numba(x):
+        return max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation)
+    return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation)
+
+
+def max_pool2d_backward(grad_out, argmax, input_shape):
+    """Gradient of max pooling: an array of ``input_shape`` (N, C, H, W), zero except at the
+    argmax positions, which receive the sum of the gradients of the windows they won."""
+    input_shape = tuple(int(s) for s in input_shape)
+    if uses_numba(grad_out):
+        return max_pool2d_backward_numba(grad_out, argmax, input_shape)
+    return max_pool2d_backward_reference(grad_out, argmax, input_shape)
