@@ -225,17 +225,7 @@ class Tensor:
     def to(self, *args, **kwargs) -> "Tensor":
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other_tensor)``; keyword
         forms ``device=``, ``dtype=``. Differentiable; returns self when nothing changes."""
-        dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                dev, dtype = a.device, a.dtype
-            elif isinstance(a, (str, backend.Device)):
-                dev = a
-            else:
-                dtype = a
+        dev, dtype = parse_to_arguments("to", args, kwargs)
         out = self
         if dtype is not None and _dt.to_dtype(dtype) != self.dtype:
             out = F.cast(out, _dt.to_dtype(dtype))
@@ -459,6 +449,24 @@ class Tensor:
 
 def _is_array(x) -> bool:
     return isinstance(x, np.ndarray) or backend.get_array_module(x) is not np
+
+
+def parse_to_arguments(op: str, args: tuple, kwargs: dict):
+    """The (device, dtype) asked for by ``to(device)``, ``to(dtype)``, ``to(device, dtype)``,
+    ``to(tensor)`` or the keywords ``device=``/``dtype=``; either may be None."""
+    kwargs = dict(kwargs)
+    dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"{op}: unexpected arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, Tensor):
+            dev, dtype = a.device, a.dtype
+        elif isinstance(a, (str, backend.Device)):
+            dev = a
+        else:
+            dtype = a
+    return dev, dtype
 
 
 def _is_operand(x) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 from .. import backend
 from .. import dtypes as _dt
 from ..autograd import no_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, parse_to_arguments
 from .parameter import Parameter
 
 __all__ = ["Module"]
@@ -363,17 +363,7 @@ class Module:
         dtype), or keywords ``device=``, ``dtype=``. A dtype applies to floating-point tensors
         only (integer buffers such as ``num_batches_tracked`` keep theirs), as in PyTorch.
         """
-        dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"Module.to: unexpected arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dev, dtype = arg.device, arg.dtype
-            elif isinstance(arg, (str, backend.Device)):
-                dev = arg
-            else:
-                dtype = arg
+        dev, dtype = parse_to_arguments("Module.to", args, kwargs)
         if dtype is not None:
             dtype = _dt.to_dtype(dtype)
             if dtype.kind not in "fc":
