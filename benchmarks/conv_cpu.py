@@ -14,6 +14,7 @@ PyTorch is optional: without it, its column says so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -96,17 +97,16 @@ def run_worker(implementation: str, args) -> dict:
         sys.path.insert(0, ROOT)
         import numba
         import numpy as np
-        from tinynet.kernels.im2col import reference_kernels, uses_numba
-        if implementation == "reference":
-            reference_kernels().__enter__()  # for the rest of this worker process
-        assert uses_numba(np.zeros(1, np.float32)) == (implementation == "numba")
+        from tinynet.kernels.im2col import reference_kernels
         info = f"numpy {np.__version__}" + (f", numba {numba.__version__}, {numba.get_num_threads()} threads"
                                             if implementation == "numba" else "")
         make_step = tinynet_step
     times = {"info": info}
-    for name, layer in LAYERS.items():
-        arrays, padding = layer_arrays(layer, args.batch, args.dtype)
-        times[name] = median_seconds(make_step(arrays, padding), args.repeats)
+    kernels = reference_kernels() if implementation == "reference" else contextlib.nullcontext()
+    with kernels:
+        for name, layer in LAYERS.items():
+            arrays, padding = layer_arrays(layer, args.batch, args.dtype)
+            times[name] = median_seconds(make_step(arrays, padding), args.repeats)
     return times
 
 

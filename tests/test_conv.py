@@ -110,6 +110,15 @@ def test_no_gradient_is_computed_for_inputs_that_do_not_need_it():
     np.testing.assert_array_equal(w.grad.numpy(), np.full((3, 2, 3, 3), 4.0))
 
 
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True)])
+def test_gradients_of_one_input_at_a_time_match_torch(device, needs):
+    """Backward computes only what is needed (and keeps im2col's columns only for dW)."""
+    kwargs = dict(stride=(1, 2), padding=1, groups=2)
+    arrays = conv_inputs(((2, 4, 5, 5), (4, 2, 3, 3), True, kwargs), 0, np.float64)
+    compare_with_torch(conv_call(tinynet, kwargs), conv_call(torch, kwargs), arrays, device=device,
+                       requires_grad=list(needs))
+
+
 # ---------------------------------------------------------------------------------- errors
 def conv(m, x_shape, w_shape, b_shape=None, dtype=np.float32, w_dtype=None, **kwargs):
     """conv2d of framework ``m`` on zeros of the given shapes."""

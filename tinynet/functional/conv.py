@@ -54,7 +54,8 @@ class Conv2d(Function):
             out += bias.reshape(c_out, 1, 1, 1)
         out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
 
-        ctx.save_for_backward(cols_by_group, weight_by_group)
+        # cols is only needed for dW: don't keep it (C*kh*kw times the input) when W needs no grad.
+        ctx.save_for_backward(cols_by_group if ctx.needs_input_grad[1] else None, weight_by_group)
         ctx.geometry, ctx.groups, ctx.unbatched = geometry, groups, unbatched
         ctx.x_shape, ctx.weight_shape = x.shape, weight.shape
         return out[0] if unbatched else out
@@ -133,7 +134,8 @@ def _check_conv2d(input, weight, bias, stride, dilation, groups) -> None:
         raise RuntimeError(f"conv2d: expected a 4D weight (out_channels, in_channels/groups, kH, kW), but got "
                            f"weight of size {_shape(weight)}")
     if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups <= 0:
-        raise RuntimeError(f"conv2d: non-positive groups is not supported, got groups={groups!r}")
+        raise RuntimeError(f"conv2d: non-positive groups is not supported; expected a positive int, got "
+                           f"groups={groups!r}")
     if min(stride) <= 0:
         raise RuntimeError(f"conv2d: non-positive stride is not supported, got stride={stride}")
     if min(dilation) <= 0:

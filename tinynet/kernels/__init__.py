@@ -12,4 +12,5 @@ Modules:
   ``im2col``  im2col / col2im: unfold image patches into the columns of one matrix so a
               convolution is one matrix product, and fold them back (its exact transpose).
   ``pool``    max-pool forward (with the argmax of each window) and backward.
+  ``special`` ``erf`` (numba ufunc on the CPU, CuPy's on the GPU), for the exact GELU.
 """
