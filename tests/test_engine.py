@@ -233,3 +233,13 @@ def test_mixing_devices_names_both():
         device = Device("cuda", 0)
     with pytest.raises(RuntimeError, match="mul.*cpu and cuda:0"):
         _check_same_device("mul", [tinynet.tensor([1.0]), FakeCuda()])
+
+
+def test_trace_prints_each_node_as_backward_visits_it():
+    from tinynet.autograd import trace
+    x = leaf([1.0, 2.0])
+    lines = []
+    with trace(printer=lines.append):
+        (x.exp() * 3).sum().backward()
+    assert [line.split(":")[0] for line in lines] == ["SumBackward", "MulBackward", "ExpBackward"]
+    assert "(2,)" in lines[-1] and "|g|=" in lines[-1]
