@@ -38,6 +38,8 @@ def make_parser(description: str, *, epochs: int, batch_size: int, lr: float, se
     p.add_argument("--subset", type=int, default=None,
                    help="use only the first N training and N test images (quick runs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--export-onnx", default=None, metavar="PATH",
+                   help="after training, export the model to this ONNX file (needs tinynet[onnx])")
     return p
 
 
@@ -66,8 +68,7 @@ def run(model, optimizer, loss_fn, args, train_loader, test_loader, scheduler=No
     history.save_json(out / "history.json")
     plot_history(history, out / "curves.png", title=name)
     plot_confusion(result["confusion"], out / "confusion.png", title=f"{name}: confusion matrix")
-    images = test_loader.dataset.tensors[0] if hasattr(test_loader.dataset, "tensors") else test_loader.dataset.data
-    images = images.detach().cpu().numpy()
+    images = test_loader.dataset.tensors[0].detach().cpu().numpy()
     wrong = np.flatnonzero(result["predictions"] != result["targets"])[:32]
     plot_digits(images[wrong], result["targets"][wrong], result["predictions"][wrong],
                 out / "misclassified.png", title=f"{name}: misclassified test digits (true→predicted)")
@@ -75,6 +76,11 @@ def run(model, optimizer, loss_fn, args, train_loader, test_loader, scheduler=No
     pick = rng.choice(len(result["targets"]), size=min(32, len(result["targets"])), replace=False)
     plot_digits(images[pick], result["targets"][pick], result["predictions"][pick],
                 out / "predictions.png", title=f"{name}: random test digits (true→predicted)")
+    if args.export_onnx:
+        from .onnx import export
+        example = next(iter(test_loader))[0][:1]
+        export(model, example, args.export_onnx)
+        print(f"ONNX model written to {args.export_onnx}")
     per_class = per_class_accuracy(result["confusion"])
     summary = {"final_test_acc": result["accuracy"], "best_test_acc": history.best_test_acc,
                "per_class_acc": [round(float(a), 4) for a in per_class]}
