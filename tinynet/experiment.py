@@ -78,7 +78,7 @@ def run(model, optimizer, loss_fn, args, train_loader, test_loader, scheduler=No
                 out / "predictions.png", title=f"{name}: random test digits (true→predicted)")
     if args.export_onnx:
         from .onnx import export
-        example = next(iter(test_loader))[0][:1]
+        example = next(iter(test_loader))[0][:2]  # a batch of 2, so the batch dim is unambiguous
         export(model, example, args.export_onnx)
         print(f"ONNX model written to {args.export_onnx}")
     per_class = per_class_accuracy(result["confusion"])
