@@ -46,3 +46,14 @@ def test_vgg_bn_evaluate_all_and_predict(tmp_path):
     assert "best: epoch_" in stdout and (tmp_path / "best.npz").exists()
     stdout = run_example("vgg_bn.py", ["--predict", "0"], tmp_path)
     assert "predicted" in stdout and "(true label 7)" in stdout
+
+
+def test_example_exports_onnx_that_onnxruntime_runs(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    path = tmp_path / "lenet.onnx"
+    stdout = run_example("lenet.py", ["--export-onnx", str(path)], tmp_path)
+    assert f"ONNX model written to {path}" in stdout
+    session = ort.InferenceSession(str(path))
+    (out,) = session.run(None, {session.get_inputs()[0].name: np.zeros((3, 1, 28, 28), np.float32)})
+    assert out.shape == (3, 10)
