@@ -16,7 +16,7 @@ from . import functional
 from .gradcheck import gradcheck
 from . import cuda
 from .serialization import save, load
-from . import nn, optim, data, onnx
+from . import nn, optim, data, onnx, viz
 
 # PyTorch's aliases for dtypes (defined last: they shadow builtins inside this module only).
 half, float, double = float16, float32, float64
