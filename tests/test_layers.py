@@ -347,3 +347,19 @@ def test_bad_input_shapes_name_the_layer_and_the_shapes():
         nn.BatchNorm2d(3)(tinynet.randn(2, 4, 5, 5))
     with pytest.raises(RuntimeError, match=r"MaxPool2d.*\(4, 4\)"):
         nn.MaxPool2d(2)(tinynet.randn(4, 4))
+
+
+@requires_torch
+def test_batchnorm_with_momentum_none_keeps_the_cumulative_average(device):
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(3)]
+    ours = nn.BatchNorm1d(3, momentum=None).to(device)
+    theirs = torch.nn.BatchNorm1d(3, momentum=None)
+    for b in batches:
+        ours(tinynet.tensor(b, device=device))
+        theirs(torch.tensor(b))
+    assert ours.running_mean.device == device and int(ours.num_batches_tracked.item()) == 3
+    np.testing.assert_allclose(to_numpy(ours.running_mean), theirs.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(ours.running_var), theirs.running_var.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(ours.running_mean), np.mean([b.mean(0) for b in batches], 0),
+                               rtol=1e-5, atol=1e-6)

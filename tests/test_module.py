@@ -265,13 +265,14 @@ def test_to_float64_keeps_parameter_identity_and_integer_buffers():
         net.to(tinynet.int64)
 
 
-@pytest.mark.skipif(tinynet.cuda.is_available(), reason="checks the error raised without a GPU")
+@pytest.mark.skipif(tinynet.backend.cuda_available(), reason="checks the error raised without a GPU")
 def test_to_cuda_without_gpu_raises_the_cupy_error_and_moves_nothing():
     net = Net()
-    with pytest.raises(RuntimeError, match="CuPy|GPU"):
-        net.to("cuda")
-    with pytest.raises(RuntimeError, match="CuPy|GPU"):
-        net.cuda()
+    with tinynet.backend.simulate_cuda(False):
+        with pytest.raises(RuntimeError, match="CuPy|GPU"):
+            net.to("cuda")
+        with pytest.raises(RuntimeError, match="CuPy|GPU"):
+            net.cuda()
     assert all(p.device == "cpu" for p in net.parameters())
 
 

@@ -465,8 +465,7 @@ def test_shape_ops_keep_integer_tensors_out_of_the_graph(device):
         assert out.dtype == np.int64 and not out.requires_grad
 
 
-@pytest.mark.skipif(not tinynet.cuda.is_available(), reason="needs CuPy and an NVIDIA GPU")
-def test_index_tensor_devices():
+def test_index_tensor_devices():  # on the GPU, or on the simulated one
     x_cpu = tinynet.tensor(np.arange(6.0))
     idx_cuda = tinynet.tensor(np.array([0, 1]), device="cuda")
     with pytest.raises(RuntimeError, match=r"^getitem: .*same device.*cuda"):

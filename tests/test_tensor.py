@@ -98,13 +98,14 @@ def test_device_parsing():
         tinynet.device("tpu")
 
 
-@pytest.mark.skipif(tinynet.cuda.is_available(), reason="checks the message shown without a GPU")
+@pytest.mark.skipif(tinynet.backend.cuda_available(), reason="checks the message shown without a GPU")
 def test_asking_for_cuda_without_gpu_says_what_to_install():
-    with pytest.raises(RuntimeError, match=r"(CuPy|cupy).*tinynet\[cuda1[23]\]|GPU"):
-        tinynet.zeros(2, device="cuda")
-    with pytest.raises(RuntimeError, match="CuPy|GPU"):
-        tinynet.tensor([1.0]).to("gpu")
-    assert tinynet.cuda.device_count() == 0
+    with tinynet.backend.simulate_cuda(False):  # the suite runs with the simulator on
+        with pytest.raises(RuntimeError, match=r"(CuPy|cupy).*tinynet\[cuda1[23]\]|GPU"):
+            tinynet.zeros(2, device="cuda")
+        with pytest.raises(RuntimeError, match="CuPy|GPU"):
+            tinynet.tensor([1.0]).to("gpu")
+        assert tinynet.cuda.device_count() == 0 and not tinynet.cuda.is_available()
 
 
 def test_in_place_ops_on_leaf_requiring_grad_are_refused():
@@ -127,3 +128,13 @@ def test_repr_looks_like_pytorch():
 def test_repr_matches_torch_for_simple_tensors():
     for values in ([1.0, 2.0], [[1, 2], [3, 4]], [True, False]):
         assert repr(tinynet.tensor(values)) == repr(torch.tensor(values))
+
+
+def test_fill_with_a_one_element_tensor_keeps_it_on_the_device(device):
+    t = tinynet.zeros(2, 3, device=device)
+    t.fill_(tinynet.tensor(2.5, device=device))
+    t[0].fill_(tinynet.tensor([7.0]))  # a CPU value is copied over
+    assert t.device == device
+    np.testing.assert_array_equal(t.cpu().numpy(), [[7.0] * 3, [2.5] * 3])
+    with pytest.raises(RuntimeError, match=r"fill_: .*one-element.*\(2,\)"):
+        t.fill_(tinynet.tensor([1.0, 2.0], device=device))

@@ -75,6 +75,12 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor(array)
 
 
+def _made_on(device, make):
+    """``make()`` with ``device``'s GPU current, so that the new array lands on it."""
+    with backend.device_context(device if device is not None else "cpu"):
+        return make()
+
+
 def _xp_dtype(dtype, device, default=None):
     xp = backend.array_module(device if device is not None else "cpu")
     return xp, _dt.to_dtype(dtype) if dtype is not None else (default or _dt.get_default_dtype())
@@ -82,25 +88,25 @@ def _xp_dtype(dtype, device, default=None):
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
-    return Tensor(xp.zeros(_shape_args(size), dtype), requires_grad=requires_grad)
+    return Tensor(_made_on(device, lambda: xp.zeros(_shape_args(size), dtype)), requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
-    return Tensor(xp.ones(_shape_args(size), dtype), requires_grad=requires_grad)
+    return Tensor(_made_on(device, lambda: xp.ones(_shape_args(size), dtype)), requires_grad=requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
-    return Tensor(xp.empty(_shape_args(size), dtype), requires_grad=requires_grad)
+    return Tensor(_made_on(device, lambda: xp.empty(_shape_args(size), dtype)), requires_grad=requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     if dtype is None:
         dtype = _infer_array(fill_value).dtype
     xp, dtype = _xp_dtype(dtype, device)
-    return Tensor(xp.full(tuple(size) if not isinstance(size, int) else (size,), fill_value, dtype),
-                  requires_grad=requires_grad)
+    shape = tuple(size) if not isinstance(size, int) else (size,)
+    return Tensor(_made_on(device, lambda: xp.full(shape, fill_value, dtype)), requires_grad=requires_grad)
 
 
 def _like(fn, t: Tensor, dtype, device, requires_grad, *args):
@@ -132,17 +138,17 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = _dt.int64 if is_int else _dt.get_default_dtype()
     xp, dtype = _xp_dtype(dtype, device)
-    return Tensor(xp.arange(start, end, step).astype(dtype), requires_grad=requires_grad)
+    return Tensor(_made_on(device, lambda: xp.arange(start, end, step).astype(dtype)), requires_grad=requires_grad)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
-    return Tensor(xp.linspace(start, end, steps).astype(dtype), requires_grad=requires_grad)
+    return Tensor(_made_on(device, lambda: xp.linspace(start, end, steps).astype(dtype)), requires_grad=requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
-    return Tensor(xp.eye(n, m, dtype=dtype), requires_grad=requires_grad)
+    return Tensor(_made_on(device, lambda: xp.eye(n, m, dtype=dtype)), requires_grad=requires_grad)
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

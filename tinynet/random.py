@@ -18,7 +18,8 @@ _initial_seed = 0x5EED
 
 
 class Generator:
-    """A seeded source of random arrays on one device (NumPy's PCG64 on cpu, CuPy's on cuda)."""
+    """A seeded source of random arrays on one device (NumPy's PCG64 on cpu, CuPy's on cuda; on
+    the simulated CUDA device, NumPy's PCG64 again, seeded the same way but drawn differently)."""
 
     def __init__(self, device="cpu"):
         self.device = backend.device(device)
@@ -43,13 +44,15 @@ class Generator:
             out = self._rng.random(shape, dtype=np.float64 if np.dtype(dtype) == np.float64 else np.float32)
             return (out * (high - low) + low).astype(dtype, copy=False) if (low, high) != (0.0, 1.0) \
                 else out.astype(dtype, copy=False)
-        return self._rng.uniform(low, high, shape).astype(dtype, copy=False)
+        with backend.device_context(self.device):  # CuPy draws on the current GPU
+            return self._rng.uniform(low, high, shape).astype(dtype, copy=False)
 
     def normal(self, shape, mean=0.0, std=1.0, dtype=np.float32):
         if self.device.type == "cpu":
             z = self._rng.standard_normal(shape, dtype=np.float64 if np.dtype(dtype) == np.float64 else np.float32)
         else:
-            z = self._rng.standard_normal(shape, dtype=dtype)
+            with backend.device_context(self.device):
+                z = self._rng.standard_normal(shape, dtype=dtype)
         if (mean, std) != (0.0, 1.0):
             z = z * std + mean
         return z.astype(dtype, copy=False)
@@ -57,10 +60,14 @@ class Generator:
     def integers(self, low, high, shape, dtype=np.int64):
         if self.device.type == "cpu":
             return self._rng.integers(low, high, shape, dtype=dtype)
-        return self._rng.randint(low, high, shape, dtype=dtype)
+        with backend.device_context(self.device):
+            return self._rng.randint(low, high, shape, dtype=dtype)
 
     def permutation(self, n: int):
-        return self._rng.permutation(n)
+        if self.device.type == "cpu":
+            return self._rng.permutation(n)
+        with backend.device_context(self.device):
+            return self._rng.permutation(n)
 
     def get_state(self):
         """A picklable snapshot of the generator (for checkpoints)."""

@@ -199,11 +199,10 @@ class Tensor:
         if self.data.size != 1:
             raise RuntimeError(f"item: a Tensor with {self.data.size} elements cannot be converted to a "
                                "Python scalar")
-        return self.data.item()
+        return backend.item(self.data)
 
     def tolist(self):
-        data = self.data if self.device.type == "cpu" else self.data.get()
-        return data.tolist()
+        return backend.to_host(self.data).tolist()
 
     def __float__(self) -> float:
         return float(self.item())
@@ -265,8 +264,8 @@ class Tensor:
 
     # ------------------------------------------------------------------ printing
     def __repr__(self) -> str:
-        data = self.data if self.device.type == "cpu" else self.data.get()
-        body = np.array2string(data, separator=", ", prefix="tensor(", precision=4, threshold=200)
+        body = np.array2string(backend.to_host(self.data), separator=", ", prefix="tensor(", precision=4,
+                               threshold=200)
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")
@@ -296,7 +295,13 @@ class Tensor:
 
     def fill_(self, value) -> "Tensor":
         self._check_inplace("fill_")
-        self.data.fill(value.item() if isinstance(value, Tensor) else value)
+        if isinstance(value, Tensor):  # stays on the device: no read of the value
+            if value.data.size != 1:
+                raise RuntimeError(f"fill_: the value must be a one-element tensor, got shape "
+                                   f"{tuple(value.shape)}")
+            self.data[...] = backend.to_device(value.data, self.device).reshape(())
+        else:
+            self.data.fill(value)
         return self
 
     def copy_(self, src) -> "Tensor":

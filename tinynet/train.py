@@ -196,7 +196,7 @@ def _train_one_epoch(model, optimizer, loss_fn, loader, epoch, epochs, log_every
     for step, (x, y) in enumerate(bar, 1):
         logits = model(x)
         loss = loss_fn(logits, y)
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=False)  # gradients stay in their buffers, updated in place
         loss.backward()
         optimizer.step()
         with no_grad():

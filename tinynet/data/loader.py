@@ -130,7 +130,7 @@ def _is_index_array(index) -> bool:
 def _host_indices(index):
     if isinstance(index, slice):
         return range(index.start, index.stop)
-    return index.tolist() if isinstance(index, np.ndarray) else index.get().tolist()
+    return backend.to_host(index).tolist()  # map-style datasets index on the host
 
 
 def _collate(samples):

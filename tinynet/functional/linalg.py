@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backends
 from .. import dtypes as _dt
 from ..autograd import Function
 from ..tensor import Tensor
@@ -71,12 +72,14 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        backends.prepare_gemm(ctx.xp)
         return ctx.xp.asarray(ctx.xp.matmul(a, b))  # asarray: NumPy gives a scalar for 1-D @ 1-D
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
+        backends.prepare_gemm(ctx.xp)
         a_vector, b_vector = a.ndim == 1, b.ndim == 1
         if b_vector:                       # (k,) -> (k, 1); dz gains the column dim
             b, grad = b[:, None], grad[..., None]
@@ -125,6 +128,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
+        backends.prepare_gemm(ctx.xp)
         y = x @ weight.T
         return y if bias is None else y + bias
 
@@ -132,6 +136,7 @@ class Linear(Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]  # no bias: two inputs
+        backends.prepare_gemm(ctx.xp)
         grad_x = grad @ weight if need_x else None
         grad_w = None
         if need_w:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from .. import backend
 from ..autograd import no_grad
 from ..random import generator_for
 from ..tensor import Tensor
@@ -110,8 +111,8 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     gen = generator_for(tensor.device, generator)
     values = gen.normal(tensor.shape, mean, std, tensor.dtype)
     outside = (values < a) | (values > b)
-    while bool(outside.any()):  # a host sync per round: fine at init time, never in forward
-        values[outside] = gen.normal((int(outside.sum()),), mean, std, tensor.dtype)
+    while backend.item(outside.any()):  # an explicit host read per round: fine at init time
+        values[outside] = gen.normal((int(backend.item(outside.sum())),), mean, std, tensor.dtype)
         outside = (values < a) | (values > b)
     tensor.data[...] = values
     return tensor

@@ -6,6 +6,7 @@ used instead, so the output of one sample no longer depends on the rest of the b
 """
 from __future__ import annotations
 
+from ... import backend
 from ... import dtypes as _dt
 from ...creation import empty, ones, tensor, zeros
 from .. import functional as F
@@ -73,9 +74,10 @@ class _BatchNorm(Module):
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 # Cumulative average: the n-th batch gets weight 1/n, so the running statistics
-                # are the plain mean over all batches seen. (Reads the counter back to the host,
-                # as PyTorch does; the default momentum=0.1 never does.)
-                momentum = 1.0 / float(self.num_batches_tracked)
+                # are the plain mean over all batches seen. An explicit read of the counter from
+                # the device, as PyTorch does (the kernels take momentum as a number); the
+                # default momentum=0.1 never reads.
+                momentum = 1.0 / backend.item(self.num_batches_tracked.data)
         # Batch statistics in training; in evaluation too if there are no running statistics.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         # Running statistics are passed when they are to be updated (training and tracked) or

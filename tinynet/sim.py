@@ -1,0 +1,922 @@
+"""A simulated CUDA device: CuPy's interface on NumPy, so that the test suite can run tinynet's
+``cuda`` code path on a machine without a GPU.
+
+**This tests plumbing only.** The simulator proves that data stays on the device through every
+op, that ``.to()`` moves it, that mixing devices is refused, that no op reads device memory back
+to the host behind the user's back, and what a training step allocates. It says nothing about
+speed, about the numerics of real CUDA kernels (cuBLAS, TF32, atomics, reduction order), about
+CUDA C kernels (``RawKernel`` cannot run here), or about asynchronous execution: every "kernel"
+is a NumPy call that finishes before it returns.
+
+What it is:
+
+* :class:`SimArray`, the stand-in for ``cupy.ndarray``. Like a CuPy array it is *not* a
+  ``numpy.ndarray``: NumPy cannot read it. Every implicit transfer to the host raises
+  ``RuntimeError("... implicit host synchronisation ...")``: ``numpy.asarray(a)``
+  (``__array__``), ``float(a)``, ``int(a)``, ``operator.index(a)``, ``bool(a)``, ``a.item()``,
+  ``a.tolist()``, pickling. ``a.get()`` is the explicit copy to a NumPy array, as in CuPy, and
+  is counted. Arithmetic with a plain ``numpy.ndarray`` raises ``TypeError`` ("Unsupported
+  type"), as CuPy does; NumPy and Python scalars are fine. Results of reductions are 0-d arrays
+  on the device, never NumPy scalars (again as CuPy).
+* :data:`cupy`, the stand-in for the ``cupy`` module: every NumPy function, ufunc (with
+  ``.at``/``.reduce``), constant and submodule, run on the arrays inside and wrapped back into
+  SimArrays; plus ``asarray``/``array`` (which accept host data: an explicit host-to-device
+  copy), ``asnumpy``, ``random.RandomState``, ``lib.stride_tricks``, ``cuda.Device``,
+  ``cuda.runtime.getDeviceCount``, ``cuda.get_current_stream``, ``get_default_memory_pool`` and
+  ``_core._routines_linalg.{get,set}_compute_type`` (TF32 switch; recorded, no effect here).
+* :data:`cupyx`, the stand-in for ``cupyx`` (only ``cupyx.scipy.special.erf``); reach it as
+  ``tinynet.backend.cupyx(xp)``.
+* :data:`stats`, counters that tests read:
+
+  ``allocations`` / ``allocated_bytes``
+      device buffers created (a view of an existing buffer is not an allocation);
+  ``live_bytes`` / ``peak_bytes``
+      bytes of buffers still alive (released when the last array using a buffer is
+      garbage-collected) and the most ever alive since the last :func:`reset_peak`. CuPy keeps
+      freed blocks in a memory pool and reuses them; a pool grows only when more bytes are live
+      at once than ever before. So "a training step allocates nothing new after warm-up" is
+      checked as: the parameter, gradient and optimiser-state buffers are the same step after
+      step (``a.data.ptr`` as in CuPy), ``live_bytes`` between steps does not grow, and the
+      ``peak_bytes`` of each later step is no more than that of the warm-up steps: a pool
+      warmed up by the first steps serves every later one without asking the device for memory;
+  ``device_to_host`` / ``host_to_device``
+      explicit copies (``get``/``asnumpy``; ``asarray``/``array`` of host data, setting items
+      from host arrays);
+  ``blocking_ops``
+      ops that CuPy can only run by waiting for the GPU, because their output's size depends on
+      device data: boolean-mask indexing, ``nonzero``/``argwhere``/``flatnonzero``/one-argument
+      ``where``, ``unique``, ``compress``/``extract``, and ``bincount`` (which reads the
+      maximum back to size its result); ``blocking_names`` counts them by name;
+  ``synchronizations``
+      explicit ``Device.synchronize()`` / ``Stream.synchronize()`` calls.
+
+Devices: ``device_count`` simulated GPUs (:func:`configure`, default 1). Arrays remember their
+device; an op on arrays of two devices raises ``ValueError`` naming both (stricter than CuPy,
+which may allow peer access); results and new arrays go to the current device
+(``cupy.cuda.Device(i)`` as a context manager), as in CuPy.
+
+Turn it on with ``tinynet.backend.simulate_cuda()`` or ``TINYNET_SIMULATE_CUDA=1``: then
+``'cuda'`` tensors live here when CuPy or a GPU is missing. Random numbers on the simulated
+device come from NumPy's PCG64, seeded per device: reproducible, but not the numbers a real GPU
+draws.
+"""
+from __future__ import annotations
+
+import builtins
+import collections
+import contextlib
+import operator
+import threading
+import types
+import weakref
+
+import numpy as np
+
+__all__ = ["SimArray", "cupy", "cupyx", "stats", "Stats", "reset_peak", "counting", "configure", "device_count",
+           "HostSyncError"]
+
+
+class HostSyncError(RuntimeError):
+    """Device data was about to be read on the host implicitly (a hidden GPU synchronisation)."""
+
+
+def _host_sync(what: str):
+    return HostSyncError(
+        f"{what}: implicit host synchronisation: this reads a (simulated) CUDA array back to the host. "
+        "Copy it explicitly (array.get(), tensor.cpu(), tensor.item()) where the value is really needed, "
+        "or keep the computation on the device.")
+
+
+# ---------------------------------------------------------------------------------- counters
+class Stats:
+    """Counters of what the simulated device did (see the module docstring)."""
+
+    _FIELDS = ("allocations", "allocated_bytes", "live_bytes", "peak_bytes", "device_to_host",
+               "host_to_device", "blocking_ops", "synchronizations")
+
+    def __init__(self):
+        for name in self._FIELDS:
+            setattr(self, name, 0)
+        self.blocking_names = collections.Counter()  # which blocking ops ran, by name
+
+    def _blocking(self, name: str) -> None:
+        self.blocking_ops += 1
+        self.blocking_names[name] += 1
+
+    def snapshot(self) -> dict:
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    def __repr__(self) -> str:
+        return "Stats(" + ", ".join(f"{k}={v}" for k, v in self.snapshot().items()) + ")"
+
+
+stats = Stats()
+_buffers: dict = {}  # id(owner ndarray) -> (nbytes, weakref to the owner)
+
+
+def reset_peak() -> None:
+    """Start measuring ``stats.peak_bytes`` afresh from the bytes alive now."""
+    stats.peak_bytes = stats.live_bytes
+
+
+def _release(key: int, nbytes: int) -> None:
+    if _buffers.pop(key, None) is not None:
+        stats.live_bytes -= nbytes
+
+
+def _owner(a: np.ndarray) -> np.ndarray:
+    """The ndarray that owns the memory ``a`` looks at (``a`` itself unless it is a view)."""
+    owner, obj = a, a.base
+    while obj is not None:
+        if isinstance(obj, np.ndarray):
+            owner = obj
+        obj = getattr(obj, "base", None)  # as_strided puts a non-ndarray holder in between
+    return owner
+
+
+def _track(a: np.ndarray) -> None:
+    owner = _owner(a)
+    key = id(owner)
+    if key in _buffers:
+        return
+    nbytes = owner.nbytes
+    _buffers[key] = (nbytes, weakref.ref(owner, lambda _, key=key, n=nbytes: _release(key, n)))
+    stats.allocations += 1
+    stats.allocated_bytes += nbytes
+    stats.live_bytes += nbytes
+    stats.peak_bytes = builtins.max(stats.peak_bytes, stats.live_bytes)
+
+
+# ----------------------------------------------------------------------------------- devices
+_config = {"device_count": 1}
+_local = threading.local()
+
+
+def configure(device_count: int = 1) -> None:
+    """Set how many GPUs the simulator pretends to have."""
+    if device_count < 1:
+        raise ValueError(f"sim.configure: device_count must be at least 1, got {device_count}")
+    _config["device_count"] = int(device_count)
+
+
+def device_count() -> int:
+    return _config["device_count"]
+
+
+def _current_id() -> int:
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else 0
+
+
+class Device:
+    """``cupy.cuda.Device``: a simulated GPU; a context manager that makes it the current one."""
+
+    def __init__(self, device=None):
+        if device is None:
+            device = _current_id()
+        elif isinstance(device, Device):
+            device = device.id
+        device = operator.index(device)
+        if not 0 <= device < _config["device_count"]:
+            raise ValueError(f"simulated CUDA device {device} does not exist: the simulator has "
+                             f"{_config['device_count']} device(s) (tinynet.sim.configure(device_count=...))")
+        self.id = device
+
+    def __enter__(self):
+        if not hasattr(_local, "stack"):
+            _local.stack = []
+        _local.stack.append(self.id)
+        return self
+
+    def __exit__(self, *exc):
+        _local.stack.pop()
+        return False
+
+    def use(self) -> None:
+        if not hasattr(_local, "stack"):
+            _local.stack = []
+        _local.stack[:] = [self.id]
+
+    def synchronize(self) -> None:
+        stats.synchronizations += 1
+
+    compute_capability = "80"
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and other.id == self.id
+
+    def __hash__(self):
+        return hash(("sim", self.id))
+
+    def __repr__(self) -> str:
+        return f"<CUDA Device {self.id} (simulated)>"
+
+
+class Stream:
+    """``cupy.cuda.Stream``: work here is synchronous, so a stream only counts synchronize()."""
+
+    def __init__(self, non_blocking: bool = False):
+        self.ptr = 0
+
+    def synchronize(self) -> None:
+        stats.synchronizations += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_null_stream = Stream()
+
+
+class _MemoryPointer:
+    """``ndarray.data`` in CuPy: ``ptr`` is the address of the array's first element, so two
+    arrays with one ``data.ptr`` look at the same memory."""
+
+    __slots__ = ("ptr", "device")
+
+    def __init__(self, ptr: int, device: Device):
+        self.ptr, self.device = ptr, device
+
+
+# ------------------------------------------------------------------------- wrapping, unwrapping
+_SCALARS = (int, float, complex, bool, np.generic)
+
+
+def _wrap(a, dev: int):
+    """A NumPy result as a device result: ndarrays and NumPy scalars become SimArrays (0-d for
+    scalars, as CuPy returns), containers are wrapped item by item, the rest passes through."""
+    if isinstance(a, np.ndarray):
+        _track(a)
+        return SimArray._from_ndarray(a, dev)
+    if isinstance(a, np.generic):
+        a = np.asarray(a)
+        _track(a)
+        return SimArray._from_ndarray(a, dev)
+    if isinstance(a, tuple):
+        items = tuple(_wrap(x, dev) for x in a)
+        return type(a)(*items) if hasattr(a, "_fields") else items  # namedtuples too
+    if isinstance(a, list):
+        return [_wrap(x, dev) for x in a]
+    return a
+
+
+class _Unwrapper:
+    """Replaces SimArrays by their ndarrays in (nested) arguments, checking that they live on one
+    device and refusing host ndarrays, as CuPy's kernels do."""
+
+    __slots__ = ("devices", "allow_host")
+
+    def __init__(self, allow_host: bool = False):
+        self.devices = set()
+        self.allow_host = allow_host
+
+    def __call__(self, x):
+        if isinstance(x, SimArray):
+            self.devices.add(x._dev)
+            return x._a
+        if isinstance(x, np.ndarray) and not self.allow_host:
+            raise TypeError(f"Unsupported type {type(x)}: a NumPy array (host memory) was passed to an "
+                            "operation on the simulated CUDA device; move it with cupy.asarray first")
+        if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+            return type(x)(self(i) for i in x)
+        if isinstance(x, dict):
+            return {k: self(v) for k, v in x.items()}
+        return x
+
+    def device(self) -> int:
+        if len(self.devices) > 1:
+            a, b = sorted(self.devices)[:2]
+            raise ValueError(f"arrays on different simulated CUDA devices ({a} and {b}) in one operation")
+        return next(iter(self.devices)) if self.devices else _current_id()
+
+
+def _outs(kwargs, unwrap):
+    """Unwrap ``out=`` (an array or a tuple); return the original SimArrays to hand back."""
+    out = kwargs.get("out")
+    if out is None:
+        return None
+    if isinstance(out, tuple) and len(out) == 1:  # how NumPy hands a ufunc's out= to __array_ufunc__
+        if not isinstance(out[0], SimArray):
+            raise TypeError(f"out: expected a simulated CUDA array, got {type(out[0]).__name__}")
+        kwargs["out"] = (unwrap(out[0]),)
+        return out[0]
+    if isinstance(out, tuple):
+        for o in out:
+            if o is not None and not isinstance(o, SimArray):
+                raise TypeError(f"out: expected a simulated CUDA array, got {type(o).__name__}")
+        kwargs["out"] = tuple(None if o is None else unwrap(o) for o in out)
+        return out
+    if not isinstance(out, SimArray):
+        raise TypeError(f"out: expected a simulated CUDA array, got {type(out).__name__}")
+    kwargs["out"] = unwrap(out)
+    return out
+
+
+# Functions whose output's size depends on the data: CuPy must wait for the GPU to run them.
+_BLOCKING = {"nonzero", "argwhere", "flatnonzero", "unique", "unique_values", "unique_counts",
+             "unique_inverse", "unique_all", "compress", "extract", "bincount"}
+# Functions that return a Python bool about the data in NumPy; CuPy returns a 0-d device array.
+_DEVICE_BOOL = {"allclose", "array_equal", "array_equiv"}
+
+
+def _call(fn, name: str, args, kwargs, allow_host: bool = False):
+    """Run NumPy's ``fn`` on the arrays inside the SimArrays and wrap the result."""
+    unwrap = _Unwrapper(allow_host)
+    args = unwrap(args)
+    kwargs = dict(kwargs)
+    outs = _outs(kwargs, unwrap)
+    kwargs = {k: (v if k == "out" else unwrap(v)) for k, v in kwargs.items()}
+    dev = unwrap.device()
+    if name in _BLOCKING or (name == "where" and len(args) == 1):
+        stats._blocking(name)
+    result = fn(*args, **kwargs)
+    if outs is not None:
+        return outs
+    if name in _DEVICE_BOOL:
+        result = np.asarray(result)
+    return _wrap(result, dev)
+
+
+class _Ufunc:
+    """A NumPy ufunc on simulated arrays (``cupy.add`` and friends), with ``at``/``reduce``/..."""
+
+    def __init__(self, ufunc: np.ufunc):
+        self._ufunc = ufunc
+        self.__name__ = ufunc.__name__
+        self.nin, self.nout, self.nargs = ufunc.nin, ufunc.nout, ufunc.nargs
+
+    def __call__(self, *args, **kwargs):
+        return _call(self._ufunc, self.__name__, args, kwargs)
+
+    def at(self, a, indices, b=None):
+        if not isinstance(a, SimArray):
+            raise TypeError(f"{self.__name__}.at: expected a simulated CUDA array, got {type(a).__name__}")
+        unwrap = _Unwrapper()
+        inner, indices = unwrap(a), _unwrap_index(indices, unwrap)
+        args = (inner, indices) if b is None else (inner, indices, unwrap(b))
+        unwrap.device()
+        self._ufunc.at(*args)
+
+    def reduce(self, *args, **kwargs):
+        return _call(self._ufunc.reduce, "reduce", args, kwargs)
+
+    def accumulate(self, *args, **kwargs):
+        return _call(self._ufunc.accumulate, "accumulate", args, kwargs)
+
+    def outer(self, *args, **kwargs):
+        return _call(self._ufunc.outer, "outer", args, kwargs)
+
+    def reduceat(self, *args, **kwargs):
+        return _call(self._ufunc.reduceat, "reduceat", args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<simulated ufunc '{self.__name__}'>"
+
+
+def _unwrap_index(index, unwrap):
+    """An index for the array inside: SimArrays unwrapped, host index arrays and lists allowed
+    (CuPy copies them to the device)."""
+    items = index if isinstance(index, tuple) else (index,)
+    out = []
+    for item in items:
+        if isinstance(item, SimArray):
+            unwrap.devices.add(item._dev)
+            out.append(item._a)
+        elif isinstance(item, (np.ndarray, list)):
+            stats.host_to_device += 1
+            out.append(np.asarray(item))
+        else:
+            out.append(item)
+    return tuple(out) if isinstance(index, tuple) else out[0]
+
+
+def _has_mask(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return builtins.any(getattr(i, "dtype", None) == np.bool_ and getattr(i, "ndim", 0) > 0 for i in items)
+
+
+# ------------------------------------------------------------------------------------ SimArray
+def _binary(ufunc, reflected=False):
+    def op(self, other):
+        if not isinstance(other, (SimArray, np.ndarray) + _SCALARS):
+            return NotImplemented
+        return _call(ufunc, ufunc.__name__, (other, self) if reflected else (self, other), {})
+    return op
+
+
+def _inplace(ufunc):
+    def op(self, other):
+        if not isinstance(other, (SimArray, np.ndarray) + _SCALARS):
+            return NotImplemented
+        _call(ufunc, ufunc.__name__, (self, other), {"out": self})
+        return self
+    return op
+
+
+def _unary(ufunc):
+    def op(self):
+        return _call(ufunc, ufunc.__name__, (self,), {})
+    return op
+
+
+class SimArray:
+    """``cupy.ndarray`` on the simulated device: a NumPy array that the host may not read
+    implicitly. Make one with ``tinynet.sim.cupy.asarray(host_array)`` (or any creation
+    function); read it back with :meth:`get`."""
+
+    __slots__ = ("_a", "_dev", "__weakref__")
+    __array_priority__ = 100  # NumPy defers binary operators to us
+
+    @classmethod
+    def _from_ndarray(cls, a: np.ndarray, dev: int) -> "SimArray":
+        self = object.__new__(cls)
+        self._a, self._dev = a, dev
+        return self
+
+    def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        if memptr is not None or strides is not None:
+            raise NotImplementedError("SimArray: memptr/strides are not supported by the simulator")
+        a = np.empty(shape, dtype, order=order)
+        _track(a)
+        self._a, self._dev = a, _current_id()
+
+    # ----------------------------------------------------------- metadata (host-side, free)
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+
+    @property
+    def device(self) -> Device:
+        return Device(self._dev)
+
+    @property
+    def data(self) -> _MemoryPointer:
+        return _MemoryPointer(self._a.__array_interface__["data"][0], Device(self._dev))
+
+    @property
+    def T(self):
+        return _wrap(self._a.T, self._dev)
+
+    @property
+    def mT(self):
+        return _wrap(self._a.mT, self._dev)
+
+    @property
+    def base(self):
+        owner = _owner(self._a)
+        return None if owner is self._a else _wrap(owner, self._dev)
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+    def __iter__(self):
+        if self._a.ndim == 0:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self._a.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"<SimArray shape={self._a.shape} dtype={self._a.dtype} device=cuda:{self._dev} (simulated)>"
+
+    __str__ = __repr__
+
+    # ------------------------------------------------------------ explicit transfer to the host
+    def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
+        """A NumPy copy of the array (the explicit device-to-host copy, as in CuPy)."""
+        stats.device_to_host += 1
+        if out is not None:
+            np.copyto(out, self._a)
+            return out
+        return np.array(self._a, order=order, copy=True)
+
+    # --------------------------------------------------------------- implicit transfers: refused
+    def __array__(self, dtype=None, copy=None):
+        raise _host_sync("numpy.asarray(<simulated CUDA array>)")
+
+    def __float__(self):
+        raise _host_sync("float(<simulated CUDA array>)")
+
+    def __int__(self):
+        raise _host_sync("int(<simulated CUDA array>)")
+
+    def __complex__(self):
+        raise _host_sync("complex(<simulated CUDA array>)")
+
+    def __index__(self):
+        raise _host_sync("operator.index(<simulated CUDA array>)")
+
+    def __bool__(self):
+        raise _host_sync("bool(<simulated CUDA array>)")
+
+    def __contains__(self, value):
+        raise _host_sync("`in` on a simulated CUDA array")
+
+    def item(self, *args):
+        raise _host_sync("<simulated CUDA array>.item()")
+
+    def tolist(self):
+        raise _host_sync("<simulated CUDA array>.tolist()")
+
+    def tobytes(self, order="C"):
+        raise _host_sync("<simulated CUDA array>.tobytes()")
+
+    def __reduce__(self):
+        raise _host_sync("pickling a simulated CUDA array")
+
+    __reduce_ex__ = lambda self, protocol: self.__reduce__()  # noqa: E731
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    # ------------------------------------------------------------------------------ NumPy hooks
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        fn = ufunc if method == "__call__" else getattr(ufunc, method)
+        if method == "at":
+            return _Ufunc(ufunc).at(*inputs, **kwargs)
+        return _call(fn, ufunc.__name__ if method == "__call__" else method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _call(func, func.__name__, args, kwargs)
+
+    # ---------------------------------------------------------------------------------- indexing
+    def __getitem__(self, index):
+        unwrap = _Unwrapper()
+        unwrap.devices.add(self._dev)
+        inner = _unwrap_index(index, unwrap)
+        dev = unwrap.device()
+        if _has_mask(inner):
+            stats._blocking("boolean-mask indexing")
+        return _wrap(self._a[inner], dev)
+
+    def __setitem__(self, index, value):
+        unwrap = _Unwrapper()
+        unwrap.devices.add(self._dev)
+        inner = _unwrap_index(index, unwrap)
+        if isinstance(value, SimArray):
+            unwrap.devices.add(value._dev)
+            value = value._a
+        elif isinstance(value, np.ndarray):
+            stats.host_to_device += 1
+        unwrap.device()
+        self._a[inner] = value
+
+    # ------------------------------------------------------------------------------- methods
+    def copy(self, order="C"):
+        """A copy on the *current* device (CuPy's rule, which is how arrays move between GPUs)."""
+        return _wrap(self._a.copy(order=order), _current_id())
+
+    def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
+        if not copy and np.dtype(dtype) == self._a.dtype:
+            return self
+        return _wrap(self._a.astype(dtype, order=order, copy=True), self._dev)
+
+    def fill(self, value):
+        if isinstance(value, SimArray):
+            self._a[...] = value._a
+        else:
+            self._a.fill(value)
+
+    def view(self, dtype=None):
+        return _wrap(self._a.view() if dtype is None else self._a.view(dtype), self._dev)
+
+    def __getattr__(self, name):
+        # Only reached for names not defined above: NumPy's other ndarray methods, run on the
+        # array inside and wrapped. Never dunders: NumPy must not find __array_interface__.
+        if name.startswith("__") or name in ("ctypes", "flat", "tofile", "dump", "dumps", "_a", "_dev"):
+            raise AttributeError(f"'SimArray' object has no attribute {name!r}")
+        attr = getattr(self._a, name)
+        if callable(attr):
+            dev = self._dev
+
+            def method(*args, **kwargs):
+                if name in _BLOCKING:
+                    stats._blocking(name)
+                unwrap = _Unwrapper()
+                unwrap.devices.add(dev)
+                args = unwrap(args)
+                kwargs = dict(kwargs)
+                outs = _outs(kwargs, unwrap)
+                kwargs = {k: (v if k == "out" else unwrap(v)) for k, v in kwargs.items()}
+                result = attr(*args, **kwargs)
+                return outs if outs is not None else _wrap(result, unwrap.device())
+            method.__name__ = name
+            return method
+        return _wrap(attr, self._dev)
+
+    # -------------------------------------------------------------------------------- operators
+    __add__, __radd__, __iadd__ = _binary(np.add), _binary(np.add, True), _inplace(np.add)
+    __sub__, __rsub__, __isub__ = _binary(np.subtract), _binary(np.subtract, True), _inplace(np.subtract)
+    __mul__, __rmul__, __imul__ = _binary(np.multiply), _binary(np.multiply, True), _inplace(np.multiply)
+    __truediv__, __rtruediv__, __itruediv__ = (_binary(np.true_divide), _binary(np.true_divide, True),
+                                               _inplace(np.true_divide))
+    __floordiv__, __rfloordiv__, __ifloordiv__ = (_binary(np.floor_divide), _binary(np.floor_divide, True),
+                                                  _inplace(np.floor_divide))
+    __mod__, __rmod__, __imod__ = _binary(np.remainder), _binary(np.remainder, True), _inplace(np.remainder)
+    __pow__, __rpow__, __ipow__ = _binary(np.power), _binary(np.power, True), _inplace(np.power)
+    __matmul__, __rmatmul__ = _binary(np.matmul), _binary(np.matmul, True)
+    __and__, __rand__, __iand__ = _binary(np.bitwise_and), _binary(np.bitwise_and, True), _inplace(np.bitwise_and)
+    __or__, __ror__, __ior__ = _binary(np.bitwise_or), _binary(np.bitwise_or, True), _inplace(np.bitwise_or)
+    __xor__, __rxor__, __ixor__ = _binary(np.bitwise_xor), _binary(np.bitwise_xor, True), _inplace(np.bitwise_xor)
+    __lshift__, __rshift__ = _binary(np.left_shift), _binary(np.right_shift)
+    __eq__, __ne__ = _binary(np.equal), _binary(np.not_equal)
+    __lt__, __le__ = _binary(np.less), _binary(np.less_equal)
+    __gt__, __ge__ = _binary(np.greater), _binary(np.greater_equal)
+    __neg__, __pos__, __abs__ = _unary(np.negative), _unary(np.positive), _unary(np.absolute)
+    __invert__ = _unary(np.invert)
+    __hash__ = None
+
+
+# --------------------------------------------------------------------------- the cupy namespace
+def _explicit_copy(obj, dtype=None, copy=True, order="K"):
+    """``cupy.asarray`` / ``cupy.array``: a SimArray stays (copied if asked); host data is copied
+    to the current device (an explicit host-to-device transfer)."""
+    if isinstance(obj, SimArray):
+        if dtype is not None and np.dtype(dtype) != obj.dtype:
+            return obj.astype(dtype)
+        return obj.copy() if copy else obj
+    if isinstance(obj, (list, tuple)) and builtins.any(isinstance(o, SimArray) for o in obj):
+        return _call(np.stack, "stack", ([_explicit_copy(o, dtype) for o in obj],), {})
+    stats.host_to_device += 1
+    a = np.array(obj, dtype=dtype, copy=True, order=order)
+    _track(a)
+    return SimArray._from_ndarray(a, _current_id())
+
+
+def _asarray(a, dtype=None, order=None, *, blocking=False):
+    return _explicit_copy(a, dtype, copy=False)
+
+
+def _array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    out = _explicit_copy(obj, dtype, copy=bool(copy))
+    while out.ndim < ndmin:
+        out = out[None]
+    return out
+
+
+def _asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
+    if isinstance(a, SimArray):
+        return a.get(stream=stream, order=order, out=out)
+    return np.asarray(a, order=order)
+
+
+class _Namespace(types.ModuleType):
+    """A module whose missing attributes come from a NumPy module: functions and ufuncs wrapped
+    to run on SimArrays, classes (dtypes, ``errstate``) and constants as they are."""
+
+    def __init__(self, name: str, numpy_module, doc: str = ""):
+        super().__init__(name, doc)
+        self._numpy_module = numpy_module
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name == "_numpy_module":
+            raise AttributeError(name)
+        try:
+            attr = getattr(self._numpy_module, name)
+        except AttributeError:
+            raise AttributeError(f"the simulated cupy module has no attribute {name!r}") from None
+        if isinstance(attr, np.ufunc):
+            wrapped = _Ufunc(attr)
+        elif isinstance(attr, types.ModuleType):
+            wrapped = _Namespace(f"{self.__name__}.{name}", attr)
+        elif callable(attr) and not isinstance(attr, type):
+            def wrapped(*args, _fn=attr, _name=name, **kwargs):
+                return _call(_fn, _name, args, kwargs)
+            wrapped.__name__ = name
+            wrapped.__doc__ = getattr(attr, "__doc__", None)
+        else:
+            wrapped = attr
+        setattr(self, name, wrapped)  # cache: the next lookup is a plain attribute
+        return wrapped
+
+    def __repr__(self) -> str:
+        return f"<module {self.__name__!r} (simulated CuPy on NumPy)>"
+
+
+class RandomState:
+    """``cupy.random.RandomState`` on NumPy's PCG64: seeded and reproducible, on the device that
+    was current when it was made (not the numbers CuPy's generators draw)."""
+
+    def __init__(self, seed=None):
+        self._dev = _current_id()
+        self.seed(seed)
+
+    def seed(self, seed=None) -> None:
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+
+    def _out(self, a):
+        return _wrap(np.asarray(a), self._dev)
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
+        return self._out(self._rng.uniform(low, high, size).astype(dtype, copy=False))
+
+    def random_sample(self, size=None, dtype=float):
+        dtype = np.dtype(dtype)
+        return self._out(self._rng.random(size, dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
+                         .astype(dtype, copy=False))
+
+    random = random_sample
+
+    def rand(self, *size, dtype=float):
+        return self.random_sample(size, dtype)
+
+    def standard_normal(self, size=None, dtype=float):
+        dtype = np.dtype(dtype)
+        z = self._rng.standard_normal(size, dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
+        return self._out(z.astype(dtype, copy=False))
+
+    def randn(self, *size, dtype=float):
+        return self.standard_normal(size, dtype)
+
+    def normal(self, loc=0.0, scale=1.0, size=None, dtype=float):
+        return self._out(self._rng.normal(loc, scale, size).astype(dtype, copy=False))
+
+    def randint(self, low, high=None, size=None, dtype="l"):
+        if high is None:
+            low, high = 0, low
+        return self._out(self._rng.integers(low, high, size, dtype=dtype))
+
+    def permutation(self, num):
+        if isinstance(num, SimArray):
+            return _wrap(self._rng.permutation(num._a), num._dev)
+        return self._out(self._rng.permutation(num))
+
+    def shuffle(self, a) -> None:
+        if not isinstance(a, SimArray):
+            raise TypeError(f"shuffle: expected a simulated CUDA array, got {type(a).__name__}")
+        self._rng.shuffle(a._a)
+
+    def choice(self, a, size=None, replace=True, p=None):
+        unwrap = _Unwrapper()
+        return _wrap(self._rng.choice(unwrap(a), size, replace, unwrap(p)), self._dev)
+
+
+_random_states: dict = {}
+
+
+def _default_random_state() -> RandomState:
+    dev = _current_id()
+    if dev not in _random_states:
+        with Device(dev):
+            _random_states[dev] = RandomState()
+    return _random_states[dev]
+
+
+def _random_namespace() -> types.ModuleType:
+    ns = types.ModuleType("tinynet.sim.cupy.random", "cupy.random on the simulated device")
+    ns.RandomState = RandomState
+    ns.get_random_state = _default_random_state
+
+    def seed(seed=None):
+        _default_random_state().seed(seed)
+    ns.seed = seed
+    for name in ("uniform", "random_sample", "random", "rand", "standard_normal", "randn", "normal", "randint",
+                 "permutation", "shuffle", "choice"):
+        def draw(*args, _name=name, **kwargs):
+            return getattr(_default_random_state(), _name)(*args, **kwargs)
+        draw.__name__ = name
+        setattr(ns, name, draw)
+    return ns
+
+
+class _MemoryPool:
+    """``cupy.get_default_memory_pool()``: ``used_bytes`` is the bytes alive now; ``total_bytes``
+    the most alive at once since :func:`reset_peak` (what a caching pool would hold)."""
+
+    def used_bytes(self) -> int:
+        return stats.live_bytes
+
+    def total_bytes(self) -> int:
+        return stats.peak_bytes
+
+    def free_all_blocks(self, stream=None) -> None:
+        reset_peak()
+
+
+_memory_pool = _MemoryPool()
+
+
+def _linalg_compute_types() -> types.ModuleType:
+    """``cupy._core._routines_linalg``'s GEMM compute-type switch (TF32 on Ampere and later).
+    The simulator only records the setting, so tests can see that ``allow_tf32`` reaches it."""
+    ns = types.ModuleType("tinynet.sim.cupy._core._routines_linalg")
+    names = ["COMPUTE_TYPE_TBD", "COMPUTE_TYPE_DEFAULT", "COMPUTE_TYPE_PEDANTIC", "COMPUTE_TYPE_FP16",
+             "COMPUTE_TYPE_FP32", "COMPUTE_TYPE_FP64", "COMPUTE_TYPE_BF16", "COMPUTE_TYPE_TF32"]
+    for value, name in enumerate(names):
+        setattr(ns, name, value)
+    types_by_index = [0, 0, 0]  # float16, float32, float64: TBD
+
+    def index(dtype) -> int:
+        char = np.dtype(dtype).char
+        return 0 if char == "e" else 1 if char in "fF" else 2 if char in "dD" else _unsupported(dtype)
+
+    def _unsupported(dtype):
+        raise TypeError(f"dtype is not supported: {dtype}")
+
+    def get_compute_type(dtype):
+        i = index(dtype)
+        if types_by_index[i] == 0:
+            types_by_index[i] = ns.COMPUTE_TYPE_DEFAULT
+        return types_by_index[i]
+
+    def set_compute_type(dtype, compute_type):
+        if compute_type not in range(len(names)):
+            raise ValueError(f"Unknown compute type: {compute_type}")
+        types_by_index[index(dtype)] = compute_type
+
+    ns.get_compute_type, ns.set_compute_type = get_compute_type, set_compute_type
+    return ns
+
+
+def _get_array_module(*args):
+    return cupy if builtins.any(isinstance(a, SimArray) for a in args) else np
+
+
+def _build_cupy() -> _Namespace:
+    ns = _Namespace("tinynet.sim.cupy", np, "A stand-in for the cupy module, on NumPy (tinynet.sim).")
+    ns.ndarray = SimArray
+    ns.asarray = ns.asanyarray = _asarray
+    ns.array = _array
+    ns.asnumpy = _asnumpy
+    ns.get_array_module = _get_array_module
+    ns.get_default_memory_pool = lambda: _memory_pool
+
+    cuda = types.ModuleType("tinynet.sim.cupy.cuda")
+    cuda.Device, cuda.Stream = Device, Stream
+    cuda.get_current_stream = lambda device=None: _null_stream
+    cuda.runtime = types.SimpleNamespace(getDeviceCount=device_count, deviceSynchronize=lambda: Device().synchronize())
+    cuda.is_available = lambda: True
+    ns.cuda = cuda
+
+    ns.random = _random_namespace()
+    lib = _Namespace("tinynet.sim.cupy.lib", np.lib)
+    lib.stride_tricks = _Namespace("tinynet.sim.cupy.lib.stride_tricks", np.lib.stride_tricks)
+    ns.lib = lib
+    core = types.ModuleType("tinynet.sim.cupy._core")
+    core._routines_linalg = _linalg_compute_types()
+    ns._core = core
+    ns.is_simulated = True
+    return ns
+
+
+cupy = _build_cupy()
+
+
+def _erf(x):
+    """``cupyx.scipy.special.erf`` on the simulated device (SciPy's, or math.erf elementwise)."""
+    if not isinstance(x, SimArray):
+        raise TypeError(f"erf: expected a simulated CUDA array, got {type(x).__name__}")
+    try:
+        from scipy.special import erf
+        out = erf(x._a)
+    except ImportError:
+        import math
+        out = np.frompyfunc(math.erf, 1, 1)(x._a).astype(np.result_type(x._a.dtype, np.float16))
+    return _wrap(np.asarray(out), x._dev)
+
+
+def _build_cupyx() -> types.ModuleType:
+    ns = types.ModuleType("tinynet.sim.cupyx", "A stand-in for the cupyx module (only what tinynet uses).")
+    ns.scipy = types.ModuleType("tinynet.sim.cupyx.scipy")
+    ns.scipy.special = types.ModuleType("tinynet.sim.cupyx.scipy.special")
+    ns.scipy.special.erf = _erf
+    return ns
+
+
+cupyx = _build_cupyx()
+
+
+@contextlib.contextmanager
+def counting():
+    """``with counting() as c:`` ... ``c['device_to_host']``: the change of every counter over
+    the block (``peak_bytes`` is measured from the block's start)."""
+    reset_peak()
+    before = stats.snapshot()
+    names_before = collections.Counter(stats.blocking_names)
+    delta: dict = {}
+    try:
+        yield delta
+    finally:
+        after = stats.snapshot()
+        delta.update({k: after[k] - before[k] for k in after})
+        delta["peak_bytes"] = after["peak_bytes"]
+        delta["live_bytes_before"] = before["live_bytes"]
+        delta["live_bytes_after"] = after["live_bytes"]
+        delta["blocking_names"] = dict(stats.blocking_names - names_before)
+
+
+# Register with tinynet.backend, so that get_array_module recognises SimArrays.
+import sys  # noqa: E402
+
+from . import backend as _backend  # noqa: E402
+
+_backend._sim = sys.modules[__name__]
