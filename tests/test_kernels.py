@@ -1,12 +1,14 @@
 """The raw kernels in ``tinynet/kernels``: the numba versions agree with the readable references
 (which run on the ``device``'s array module, so on CuPy for cuda), im2col matches its
-definition, col2im is its adjoint, and max-pool backward is the adjoint of gathering at the
-argmax."""
+definition, col2im is its adjoint, max-pool backward is the adjoint of gathering at the
+argmax, and the public functions pick the right implementation for each array type. (The
+``numba.cuda`` kernels are tested in ``test_cuda_kernels.py``.)"""
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
 from tinynet import backend
+from tinynet.kernels import dispatch
 from tinynet.kernels import im2col as k_im2col
 from tinynet.kernels import pool as k_pool
 
@@ -102,9 +104,48 @@ def test_col2im_is_the_adjoint_of_im2col(device, implementation, config, seed):
     col2im = getattr(k_im2col, f"col2im_{implementation}")
     x = on_device(random(shape, seed, np.float64), device)
     c = on_device(random(n_columns(config), seed + 1, np.float64), device)
-    lhs = float((im2col(x, *geometry) * c).sum())
-    rhs = float((x * col2im(c, shape, *geometry)).sum())
+    lhs = float(on_cpu((im2col(x, *geometry) * c).sum()))
+    rhs = float(on_cpu((x * col2im(c, shape, *geometry)).sum()))
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
+
+
+def test_dispatch_rules(device):
+    """numba-CPU kernels only for exactly numpy.ndarray float32/float64; the numba.cuda kernels
+    only for real CuPy arrays (never for the simulator's arrays, nor for NumPy ones); everything
+    else, and everything inside reference_kernels(), takes the reference."""
+    x = on_device(np.zeros((1, 1, 3, 3), np.float32), device)
+    is_numpy = type(x) is np.ndarray
+    assert dispatch.uses_numba(x) == is_numpy
+    assert dispatch.uses_cuda(x) == (dispatch.is_cupy_array(x) and dispatch.cuda_kernels_available())
+    assert not dispatch.uses_cuda(np.zeros(3)) and not dispatch.is_cupy_array(np.zeros(3))
+    with dispatch.reference_kernels():
+        assert not dispatch.uses_numba(x) and not dispatch.uses_cuda(x)
+    import numba
+    if not numba.config.ENABLE_CUDASIM:  # NumPy arrays reach the CUDA kernels only under the simulator
+        with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM"):
+            with dispatch.simulated_cuda_kernels():
+                pass
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(config=window_configs(max_pad=1), seed=seeds)
+def test_public_kernels_agree_on_every_device(device, dtype, config, seed):
+    """The public functions (which pick the implementation) give the same results on the
+    device's arrays as the numba kernels on NumPy arrays."""
+    shape, *geometry = config
+    x = random(shape, seed, dtype)
+    cols = k_im2col.im2col(x, *geometry)
+    np.testing.assert_array_equal(on_cpu(k_im2col.im2col(on_device(x, device), *geometry)), cols)
+    np.testing.assert_allclose(on_cpu(k_im2col.col2im(on_device(cols, device), shape, *geometry)),
+                               k_im2col.col2im(cols, shape, *geometry), **CLOSE[dtype])
+    out, argmax = k_pool.max_pool2d_forward(x, *geometry)
+    out_d, argmax_d = k_pool.max_pool2d_forward(on_device(x, device), *geometry)
+    np.testing.assert_array_equal(on_cpu(out_d), out)
+    np.testing.assert_array_equal(on_cpu(argmax_d), argmax)
+    grad = random(out.shape, seed + 1, dtype)
+    np.testing.assert_allclose(
+        on_cpu(k_pool.max_pool2d_backward(on_device(grad, device), argmax_d, shape, *geometry)),
+        k_pool.max_pool2d_backward(grad, argmax, shape, *geometry), **CLOSE[dtype])
 
 
 def test_im2col_dispatch():
@@ -143,7 +184,8 @@ def test_max_pool_backward_numba_equals_reference(device, dtype, config, seed, t
     out, argmax = k_pool.max_pool2d_forward_numba(x, *geometry)
     grad_out = random(out.shape, seed + 1, dtype)
     fast = k_pool.max_pool2d_backward_numba(grad_out, argmax, shape)
-    slow = k_pool.max_pool2d_backward_reference(on_device(grad_out, device), on_device(argmax, device), shape)
+    slow = k_pool.max_pool2d_backward_reference(on_device(grad_out, device), on_device(argmax, device), shape,
+                                                *geometry)
     assert fast.dtype == dtype and fast.shape == shape
     np.testing.assert_allclose(fast, on_cpu(slow), **CLOSE[dtype])
 
@@ -162,7 +204,7 @@ def test_max_pool_backward_is_the_adjoint_of_gathering_the_maxima(config, seed):
     np.testing.assert_array_equal(out, gathered)
     g = random(out.shape, seed + 1, np.float64)
     lhs = float((np.where(real, gathered, 0) * g).sum())
-    rhs = float((x * k_pool.max_pool2d_backward(g, argmax, shape)).sum())
+    rhs = float((x * k_pool.max_pool2d_backward(g, argmax, shape, *geometry)).sum())
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
 
 

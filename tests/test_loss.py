@@ -120,6 +120,12 @@ def test_cross_entropy_all_ignored_mean_is_nan_like_torch(device):
     assert np.isnan(out.item())
 
 
+def test_cross_entropy_all_ignored_mean_gives_zero_gradient_like_torch(device):
+    logits = tinynet.tensor(np.ones((2, 3)), device=device, requires_grad=True)
+    F.cross_entropy(logits, tinynet.tensor(np.array([-100, -100]), device=device)).backward()
+    np.testing.assert_array_equal(logits.grad.cpu().numpy(), np.zeros((2, 3)))
+
+
 def test_cross_entropy_uint8_targets(device):
     x = np.random.default_rng(0).standard_normal((3, 4))
     target = np.array([0, 3, 1], dtype=np.uint8)

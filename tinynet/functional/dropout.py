@@ -4,12 +4,19 @@ and scale the survivors by ``1 / (1 - p)``.
 The scaling ("inverted dropout") keeps the expected value of every element unchanged, so at
 evaluation time dropout is simply the identity. The random mask comes from the device's seeded
 generator (:func:`tinynet.random.generator_for`): ``tinynet.manual_seed`` makes it repeatable.
+
+On a GPU (CuPy arrays with a working ``numba.cuda``) the mask comes from a counter-based
+generator instead (Philox, ``tinynet/kernels/cuda/dropout.py``): one kernel draws it from a
+``[seed, offset]`` pair kept in device memory and a second advances the offset, so drawing a
+mask never involves the host and a captured CUDA graph draws a new mask on every replay.
 """
 from __future__ import annotations
 
 import warnings
+import weakref
 
 from ..autograd import Function
+from ..kernels.dispatch import uses_cuda
 from ..random import generator_for
 from ..tensor import Tensor
 from .activation import finish_inplace
@@ -37,9 +44,33 @@ class Dropout(Function):
 
 def _scaled_mask(input: Tensor, p: float, shape):
     """A random mask of ``shape``: 0 with probability p, else 1/(1-p), in the input's dtype."""
-    keep = generator_for(input.device).uniform(shape, 0, 1, input.dtype) >= p
+    generator = generator_for(input.device)
+    if uses_cuda(input.data):
+        from ..kernels.cuda.dropout import dropout_mask_cuda
+        return dropout_mask_cuda(_philox_state(generator, input.xp), shape, p, input.dtype)
+    keep = generator.uniform(shape, 0, 1, input.dtype) >= p
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)  # p == 1 drops everything (no 1/0)
     return keep.astype(input.dtype) * scale
+
+
+# The Philox state ([seed, offset] on the device) of each generator that has drawn a GPU mask,
+# with the seeding it was made for: the generator's seed and its ``_rng`` object, which every
+# ``manual_seed`` replaces, so that reseeding (even with the same seed) restarts the state.
+_philox_states: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _philox_state(generator, xp):
+    """The device array ``[seed, offset]`` that ``generator``'s dropout masks come from on a GPU:
+    made once per generator, and restarted in place when the generator is reseeded."""
+    from ..kernels.cuda.dropout import philox_state, reseed
+    seed, rng = generator.initial_seed(), getattr(generator, "_rng", None)
+    entry = _philox_states.get(generator)
+    if entry is None:
+        entry = _philox_states[generator] = [seed, rng, philox_state(xp, seed)]
+    elif entry[0] != seed or entry[1] is not rng:
+        reseed(entry[2], seed)
+        entry[:2] = seed, rng
+    return entry[2]
 
 
 def _check(op: str, input, p) -> None:

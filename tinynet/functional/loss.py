@@ -9,7 +9,8 @@ by the same count for 'mean'), then each one's local derivative is applied.
 Cross-entropy is fused with its log-softmax in one Function: the gradient of
 ``-log softmax(z)[t]`` with respect to the logits ``z`` is simply ``softmax(z) - onehot(t)``,
 which is exact and cannot overflow, where backpropagating through a separate softmax and log
-would divide by probabilities that underflow to 0.
+would divide by probabilities that underflow to 0. On a GPU, cross-entropy with class indices
+(and no label smoothing) runs as one fused kernel each way (``tinynet/kernels/cuda/loss.py``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..autograd import Function
+from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from .activation import log_softmax_array, stable_sigmoid
 
@@ -175,6 +177,14 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, reduction, label_smoothing):
         xp = ctx.xp
+        ctx.fused = target.dtype.kind != "f" and label_smoothing == 0 and uses_cuda(logits)
+        if ctx.fused:  # class indices on a GPU: one kernel for the losses (see kernels/cuda/loss.py)
+            from ..kernels.cuda.loss import cross_entropy_forward_cuda
+            losses, sample_weight, row_max, log_sum = cross_entropy_forward_cuda(logits, target, weight,
+                                                                                 ignore_index)
+            ctx.save_for_backward(logits, target, row_max, log_sum, sample_weight)
+            ctx.reduction, ctx.count, ctx.ignore_index = reduction, sample_weight.sum(), ignore_index
+            return _reduce(xp, losses, reduction, ctx.count)
         z = _classes_last(xp, logits)
         num_classes = z.shape[-1]
         logp = log_softmax_array(xp, z, -1)
@@ -201,11 +211,23 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
+        if ctx.fused:  # softmax - onehot, weighted and scaled, in one kernel
+            from ..kernels.cuda.loss import cross_entropy_backward_cuda
+            logits, target, row_max, log_sum, sample_weight = ctx.saved_tensors
+            grad_logits = None
+            if ctx.needs_input_grad[0]:
+                scale = _reduce_backward(grad, ctx.reduction, ctx.count)
+                grad_logits = cross_entropy_backward_cuda(logits, target, row_max, log_sum, sample_weight, scale,
+                                                          ctx.ignore_index)
+            return grad_logits, None, None, None, None, None
         logp, q, class_weight, bad = ctx.saved_tensors
         per_sample = _reduce_backward(grad, ctx.reduction, ctx.count)[..., None]  # (..., 1)
         grad_logits = grad_target = None
         if ctx.needs_input_grad[0]:
-            grad_z = (xp.exp(logp) * q.sum(axis=-1, keepdims=True) - q) * per_sample
+            q_sum = q.sum(axis=-1, keepdims=True)
+            with np.errstate(invalid="ignore"):  # 'mean' with every sample ignored: 0 * (1/0)
+                grad_z = (xp.exp(logp) * q_sum - q) * per_sample
+            grad_z = xp.where(q_sum == 0, 0, grad_z)  # a sample that counts for nothing: no gradient (as PyTorch)
             if bad is not None:
                 grad_z = xp.where(bad[..., None], xp.nan, grad_z)
             grad_logits = _classes_back(xp, grad_z)

@@ -3,11 +3,13 @@
 Batch normalisation standardises every channel of a batch, then scales and shifts it by learnt
 per-channel parameters. Its backward is written in closed form in one Function rather than as
 a chain of mean/sub/mul/sqrt ops: one pass over the data instead of a dozen, and the formula in
-the docstring is the code.
+the docstring is the code. On a GPU (CuPy arrays with a working ``numba.cuda``) training mode
+runs as one kernel each way (``tinynet/kernels/cuda/norm.py``), computing the same formulas.
 """
 from __future__ import annotations
 
 from ..autograd import Function
+from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 
 __all__ = ["batch_norm"]
@@ -44,6 +46,14 @@ class BatchNorm(Function):
         xp = ctx.xp
         axes = (0,) + tuple(range(2, x.ndim))           # every axis but the channel axis
         channel_shape = (1, -1) + (1,) * (x.ndim - 2)     # per-channel vector -> broadcastable
+        ctx.training, ctx.axes = training, axes
+        ctx.fused = training and uses_cuda(x) and (running_mean is None) == (running_var is None)
+        if ctx.fused:  # one GPU kernel: statistics, normalisation and running-stat update
+            from ..kernels.cuda.norm import batch_norm_forward_cuda
+            y, x_hat, _, inv_std = batch_norm_forward_cuda(x, weight, bias, running_mean, running_var,
+                                                           momentum, eps)
+            ctx.save_for_backward(x_hat, inv_std, weight)
+            return y
         if training:
             mean = x.mean(axis=axes, keepdims=True)
             centered = x - mean
@@ -62,7 +72,6 @@ class BatchNorm(Function):
         y = x_hat if gamma is None else x_hat * gamma
         if bias is not None:
             y = y + bias.reshape(channel_shape)
-        ctx.training, ctx.axes = training, axes
         ctx.save_for_backward(x_hat, inv_std, gamma)
         return y
 
@@ -70,6 +79,10 @@ class BatchNorm(Function):
     def backward(ctx, grad):
         x_hat, inv_std, gamma = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
+        if ctx.fused:  # the same formulas in one GPU kernel (gamma and inv_std are (C,) here)
+            from ..kernels.cuda.norm import batch_norm_backward_cuda
+            grad_x, grad_weight, grad_bias = batch_norm_backward_cuda(grad, x_hat, inv_std, gamma, need_x)
+            return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None
         axes = ctx.axes
         grad_x = grad_weight = grad_bias = None
         if need_weight:

@@ -42,7 +42,7 @@ class MaxPool2d(Function):
         x, ctx.unbatched = _batched(x)
         out, argmax = max_pool2d_forward(x, kernel_size, stride, padding, dilation)
         ctx.save_for_backward(argmax)
-        ctx.x_shape = x.shape
+        ctx.x_shape, ctx.geometry = x.shape, (kernel_size, stride, padding, dilation)
         return (out[0], argmax[0]) if ctx.unbatched else (out, argmax)
 
     @staticmethod
@@ -50,7 +50,7 @@ class MaxPool2d(Function):
         (argmax,) = ctx.saved_tensors
         if ctx.unbatched:
             grad = grad[None]
-        grad_x = max_pool2d_backward(grad, argmax, ctx.x_shape)
+        grad_x = max_pool2d_backward(grad, argmax, ctx.x_shape, *ctx.geometry)
         return grad_x[0] if ctx.unbatched else grad_x
 
 

@@ -1,16 +1,23 @@
 """Raw array kernels, without autograd: the inner loops that ops in ``tinynet.functional`` call.
 
-Each kernel has two implementations behind one signature:
+Each kernel has up to three implementations behind one signature:
 
-* a readable reference written against the array module ``xp`` (NumPy or CuPy), which is what
-  runs on the GPU and what a learner should read first;
-* a numba version (``@njit(parallel=True, cache=True)``) used for NumPy arrays on the CPU.
+* a readable reference written against the array module ``xp`` (NumPy, CuPy or the simulated
+  device), which is what a learner should read first and what runs when nothing faster fits;
+* a numba version (``@njit(parallel=True, cache=True)``) used for NumPy arrays on the CPU;
+* a ``numba.cuda`` version (``tinynet/kernels/cuda/``) used for CuPy arrays on a GPU.
 
-The public function picks one; the tests check that both agree.
+``dispatch`` picks one per array; the tests check that all agree (the CUDA kernels under numba's
+CUDA simulator).
 
 Modules:
-  ``im2col``  im2col / col2im: unfold image patches into the columns of one matrix so a
-              convolution is one matrix product, and fold them back (its exact transpose).
-  ``pool``    max-pool forward (with the argmax of each window) and backward.
-  ``special`` ``erf`` (numba ufunc on the CPU, CuPy's on the GPU), for the exact GELU.
+  ``dispatch`` which implementation runs for an array; ``reference_kernels()`` forces the references.
+  ``im2col``   im2col / col2im: unfold image patches into the columns of one matrix so a
+               convolution is one matrix product, and fold them back (its exact transpose).
+  ``pool``     max-pool forward (with the argmax of each window) and backward.
+  ``philox``   the Philox-4x32-10 counter-based generator and dropout masks (NumPy reference of
+               the GPU dropout kernel).
+  ``special``  ``erf`` (numba ufunc on the CPU, CuPy's on the GPU), for the exact GELU.
+  ``cuda``     the ``numba.cuda`` kernels: im2col/col2im, max pool, batch norm, softmax
+               cross-entropy, dropout masks and fused SGD/Adam (see its ``__init__``).
 """

@@ -21,14 +21,14 @@ Arguments are pairs ``(height, width)``; ``padding`` is ``(ph, pw)`` (the same o
 ``((top, bottom), (left, right))`` (``padding='same'`` with an even kernel and ``ceil_mode``
 pooling need more padding at the bottom/right).
 
-Two implementations behind one signature: ``im2col_reference`` / ``col2im_reference`` (strided
-views on the array module, what runs on CuPy, and what to read), and ``im2col_numba`` /
-``col2im_numba`` (compiled loops, parallel over the rows of ``cols`` / over channels, used for
-NumPy arrays).
+Three implementations behind one signature: ``im2col_reference`` / ``col2im_reference``
+(strided views on the array module: what to read, and what runs on anything else),
+``im2col_numba`` / ``col2im_numba`` (compiled loops, parallel over the rows of ``cols`` / over
+channels, used for NumPy arrays), and ``tinynet.kernels.cuda.im2col`` (``numba.cuda`` kernels,
+used for CuPy arrays; col2im there is a gather). :mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 
 # numba runs ``parallel=True`` kernels on OpenMP threads, which by default spin-wait (burn a
@@ -42,6 +42,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..backend import get_array_module  # noqa: E402
+from .dispatch import reference_kernels, uses_cuda, uses_numba  # noqa: E402  (re-exported)
 
 __all__ = ["im2col", "col2im", "im2col_reference", "col2im_reference", "im2col_numba", "col2im_numba",
            "padding_pairs", "output_size", "uses_numba", "reference_kernels"]
@@ -69,27 +70,6 @@ def _geometry(input_shape, kernel_size, stride, padding, dilation):
     out_h = output_size(height, kernel_size[0], stride[0], top, bottom, dilation[0])
     out_w = output_size(width, kernel_size[1], stride[1], left, right, dilation[1])
     return out_h, out_w, (top, bottom), (left, right)
-
-
-_numba_enabled = True
-
-
-def uses_numba(array) -> bool:
-    """Whether the kernels take the numba path for this array: NumPy float32/float64 arrays
-    (unless inside :func:`reference_kernels`)."""
-    return _numba_enabled and get_array_module(array) is np and array.dtype in (np.float32, np.float64)
-
-
-@contextlib.contextmanager
-def reference_kernels():
-    """Inside this block the kernels run their NumPy references on the CPU too (for
-    benchmarks and for reading the reference in a debugger)."""
-    global _numba_enabled
-    previous, _numba_enabled = _numba_enabled, False
-    try:
-        yield
-    finally:
-        _numba_enabled = previous
 
 
 # ----------------------------------------------------------------------------------- reference
@@ -217,6 +197,9 @@ def im2col(x, kernel_size, stride, padding, dilation):
         ``cols`` with ``cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]``.
         Its transpose is :func:`col2im`.
     """
+    if uses_cuda(x):
+        from .cuda.im2col import im2col_cuda
+        return im2col_cuda(x, kernel_size, stride, padding, dilation)
     if uses_numba(x):
         return im2col_numba(x, kernel_size, stride, padding, dilation)
     return im2col_reference(x, kernel_size, stride, padding, dilation)
@@ -226,6 +209,9 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
     """The transpose of :func:`im2col`: scatter-add ``cols`` (C*kh*kw, N*OH*OW) back into an
     array of ``input_shape`` (N, C, H, W). Used for the gradient of a convolution's input."""
     input_shape = tuple(int(s) for s in input_shape)
+    if uses_cuda(cols):
+        from .cuda.im2col import col2im_cuda
+        return col2im_cuda(cols, input_shape, kernel_size, stride, padding, dilation)
     if uses_numba(cols):
         return col2im_numba(cols, input_shape, kernel_size, stride, padding, dilation)
     return col2im_reference(cols, input_shape, kernel_size, stride, padding, dilation)

@@ -7,14 +7,19 @@ returns. Ties go to the first maximum in the window's row-major order, as in PyT
 counts as ``-inf``, so it never wins against a real value. (When it does win, in a window whose
 real values are all -inf or that holds only padding, the index is -1 and no gradient flows.)
 
-The backward is a scatter-add: ``grad_input.flat[argmax] += grad_output``. Windows overlap when
-``stride < kernel_size``, so one input element may be the maximum of several windows and must
-receive the *sum* of their gradients.
+The backward sends each output's gradient to its argmax: ``grad_input.flat[argmax] +=
+grad_output``. Windows overlap when ``stride < kernel_size``, so one input element may be the
+maximum of several windows and must receive the *sum* of their gradients. Written as a
+scatter-add that needs atomic adds on a GPU (and CuPy's ``bincount`` waits for the device), so
+the reference and the CUDA kernel *gather* instead: each pixel collects the gradients of the
+windows that contain it and chose it, which needs the window geometry too.
 
 Arguments are pairs ``(height, width)``; ``padding`` is ``(ph, pw)`` or
-``((top, bottom), (left, right))`` as in :mod:`tinynet.kernels.im2col`. Two implementations
-behind one signature: ``*_reference`` (array module, runs on CuPy) and ``*_numba`` (compiled
-loops for NumPy arrays, parallel over batch x channels).
+``((top, bottom), (left, right))`` as in :mod:`tinynet.kernels.im2col`. Three implementations
+behind one signature: ``*_reference`` (array module: what to read, and what runs on anything
+else), ``*_numba`` (compiled loops for NumPy arrays, parallel over batch x channels), and
+``tinynet.kernels.cuda.pool`` (``numba.cuda`` kernels for CuPy arrays).
+:mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ import numba
 import numpy as np
 
 from ..backend import get_array_module
-from .im2col import _geometry, uses_numba
+from .dispatch import uses_cuda, uses_numba
+from .im2col import _geometry, col2im, padding_pairs
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward_reference",
            "max_pool2d_backward_reference", "max_pool2d_forward_numba", "max_pool2d_backward_numba"]
@@ -53,20 +59,30 @@ def max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation):
     return out, xp.where(inside, rows * width + columns, -1).astype(np.int64)
 
 
-def max_pool2d_backward_reference(grad_out, argmax, input_shape):
-    """Scatter-add ``grad_out`` (N, C, OH, OW) to the argmax positions of an (N, C, H, W) array.
+def max_pool2d_backward_reference(grad_out, argmax, input_shape, kernel_size, stride, padding, dilation):
+    """Send ``grad_out`` (N, C, OH, OW) to the argmax positions of an (N, C, H, W) array, on any
+    array module, as a col2im.
 
-    ``bincount`` with weights is a scatter-add that sums repeated indices (overlapping windows
-    that share a maximum); the plane index is offset by ``plane * H * W`` to index the whole
-    array. bincount sums in float64; the result is cast back to the gradient's dtype. Outputs
-    with index -1 (their maximum was padding) send nothing."""
+    Element ``(i, j)`` of window ``(oh, ow)`` is input pixel ``h = oh*sh - top + i*dh``,
+    ``w = ow*sw - left + j*dw``. Put the window's gradient on the element that is its argmax and
+    0 on the others: that is an im2col-shaped matrix (one row per window element ``(i, j)``, one
+    column per window), and col2im adds every entry back onto its pixel, summing the windows
+    that share a maximum. Unlike a scatter-add (``bincount``, ``add.at``) this needs neither
+    atomic adds nor, on a GPU, a wait for the device; outputs with index -1 send nothing."""
     xp = get_array_module(grad_out)
     n, c, height, width = input_shape
-    plane_start = xp.arange(n * c, dtype=np.int64).reshape(n, c, 1, 1) * (height * width)
-    real = argmax >= 0
-    grad_in = xp.bincount((xp.where(real, argmax, 0) + plane_start).ravel(),
-                          weights=xp.where(real, grad_out, 0).ravel(), minlength=n * c * height * width)
-    return grad_in.astype(grad_out.dtype, copy=False).reshape(input_shape)
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    out_h, out_w = grad_out.shape[2:]
+    (top, _), (left, _) = padding_pairs(padding)
+    rows = (xp.arange(out_h) * sh - top).reshape(-1, 1, 1, 1) + (xp.arange(kh) * dh).reshape(1, 1, -1, 1)
+    columns = (xp.arange(out_w) * sw - left).reshape(1, -1, 1, 1) + (xp.arange(kw) * dw).reshape(1, 1, 1, -1)
+    inside = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
+    pixel = xp.where(inside, rows * width + columns, -2)                  # (OH, OW, kh, kw); -2: padding
+    hit = argmax[..., None, None] == pixel                                 # (N, C, OH, OW, kh, kw)
+    shares = xp.where(hit, grad_out[..., None, None], 0).astype(grad_out.dtype, copy=False)
+    cols = shares.transpose(4, 5, 0, 1, 2, 3).reshape(kh * kw, n * c * out_h * out_w)
+    planes = (n * c, 1, height, width)  # each channel plane on its own, as avg_pool2d does
+    return col2im(cols, planes, kernel_size, stride, padding, dilation).reshape(input_shape)
 
 
 # --------------------------------------------------------------------------------------- numba
@@ -116,8 +132,11 @@ def max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation):
                                    out_h, out_w)
 
 
-def max_pool2d_backward_numba(grad_out, argmax, input_shape):
-    """:func:`max_pool2d_backward_reference` as compiled loops (NumPy float32/float64 only)."""
+def max_pool2d_backward_numba(grad_out, argmax, input_shape, kernel_size=None, stride=None, padding=None,
+                              dilation=None):
+    """:func:`max_pool2d_backward_reference` as compiled loops (NumPy float32/float64 only): a
+    scatter-add, safe without atomics because each task owns one plane. It needs only
+    ``argmax``; the window geometry is accepted for the common signature."""
     return _max_pool_backward_loops(np.ascontiguousarray(grad_out), np.ascontiguousarray(argmax),
                                     int(input_shape[2]), int(input_shape[3]))
 
@@ -134,15 +153,25 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
         ``(out, argmax)``, both (N, C, OH, OW); ``argmax`` (int64) is the flat index ``h*W + w``
         of each maximum in its input plane, the first one on ties.
     """
+    if uses_cuda(x):
+        from .cuda.pool import max_pool2d_forward_cuda
+        return max_pool2d_forward_cuda(x, kernel_size, stride, padding, dilation)
     if uses_numba(x):
         return max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation)
     return max_pool2d_forward_reference(x, kernel_size, stride, padding, dilation)
 
 
-def max_pool2d_backward(grad_out, argmax, input_shape):
+def max_pool2d_backward(grad_out, argmax, input_shape, kernel_size, stride, padding, dilation):
     """Gradient of max pooling: an array of ``input_shape`` (N, C, H, W), zero except at the
-    argmax positions, which receive the sum of the gradients of the windows they won."""
+    argmax positions, which receive the sum of the gradients of the windows they won.
+
+    The window geometry is that given to :func:`max_pool2d_forward`: the reference and the CUDA
+    kernel use it to find, for each pixel, the windows that contain it."""
     input_shape = tuple(int(s) for s in input_shape)
+    geometry = (kernel_size, stride, padding, dilation)
+    if uses_cuda(grad_out):
+        from .cuda.pool import max_pool2d_backward_cuda
+        return max_pool2d_backward_cuda(grad_out, argmax, input_shape, *geometry)
     if uses_numba(grad_out):
         return max_pool2d_backward_numba(grad_out, argmax, input_shape)
-    return max_pool2d_backward_reference(grad_out, argmax, input_shape)
+    return max_pool2d_backward_reference(grad_out, argmax, input_shape, *geometry)

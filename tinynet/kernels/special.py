@@ -4,7 +4,7 @@
 
 * on the CPU, a numba ``@vectorize`` of the standard library's ``math.erf`` (float32 and
   float64 loops), compiled on first use so that ``import tinynet`` stays fast;
-* on the GPU, CuPy's own ``cupyx.scipy.special.erf``.
+* on the GPU, CuPy's own ``cupyx.scipy.special.erf`` (on the simulated device, its stand-in).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .. import backend
 from ..backend import get_array_module
 
 __all__ = ["erf"]
@@ -44,5 +45,5 @@ def erf(x):
     if xp is np:
         # numba's float32 loop also serves float16; asarray keeps a 0-d input an array, not a scalar.
         return xp.asarray(_numba_erf()(x), dtype=x.dtype)
-    from cupyx.scipy.special import erf as cupy_erf
-    return cupy_erf(x).astype(x.dtype, copy=False)
+    # CuPy's own (or the simulated device's stand-in for it): backend.cupyx picks the module.
+    return backend.cupyx(xp).scipy.special.erf(x).astype(x.dtype, copy=False)

@@ -1,6 +1,7 @@
 """Adam and AdamW: per-parameter step sizes from running averages of the gradient and of its square."""
 from __future__ import annotations
 
+from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -87,7 +88,8 @@ class AdamW(Adam):
 def _adam_update(p: Tensor, state: dict, group: dict) -> None:
     """One Adam step for one parameter, in place on ``p.data`` and the state buffers, with one
     parameter-sized temporary (``tmp``). The order of operations is that of PyTorch's default
-    (single-tensor) implementation, so results agree to rounding."""
+    (single-tensor) implementation, so results agree to rounding. On a GPU the whole step is
+    one fused kernel (``tinynet/kernels/cuda/optim.py``) with the same order."""
     xp = p.xp
     lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
     if len(state) == 0:
@@ -104,6 +106,16 @@ def _adam_update(p: Tensor, state: dict, group: dict) -> None:
     exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
 
     grad = p.grad.data
+    max_exp_avg_sq = state["max_exp_avg_sq"].data if group["amsgrad"] else None
+    if uses_cuda(p.data):
+        from ..kernels.cuda.optim import adam_step_cuda, fusable
+        if fusable(p.data, grad, exp_avg, exp_avg_sq, *([] if max_exp_avg_sq is None else [max_exp_avg_sq])):
+            # The whole step in one kernel. The bias corrections are host floats passed as
+            # scalars; a captured CUDA graph will need them (and lr) in device memory instead.
+            adam_step_cuda(p.data, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr=lr, beta1=beta1, beta2=beta2,
+                           eps=eps, weight_decay=weight_decay, step=step, maximize=group["maximize"],
+                           decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=group["amsgrad"])
+            return
     if group["maximize"]:
         grad = -grad
     if weight_decay != 0:
@@ -122,7 +134,6 @@ def _adam_update(p: Tensor, state: dict, group: dict) -> None:
     tmp *= grad
     exp_avg_sq += tmp
     if group["amsgrad"]:
-        max_exp_avg_sq = state["max_exp_avg_sq"].data
         xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         exp_avg_sq = max_exp_avg_sq
 

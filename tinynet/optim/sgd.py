@@ -1,6 +1,7 @@
 """Stochastic gradient descent, with optional momentum, Nesterov momentum and weight decay."""
 from __future__ import annotations
 
+from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -66,10 +67,22 @@ class SGD(Optimizer):
 
 def _sgd_update(p: Tensor, state: dict, group: dict) -> None:
     """One SGD step for one parameter, in place on ``p.data`` and the momentum buffer.
-    ``p.grad`` is left as it is; the temporaries below exist only when their option is on."""
+    ``p.grad`` is left as it is; the temporaries below exist only when their option is on.
+    On a GPU the whole step is one fused kernel (``tinynet/kernels/cuda/optim.py``)."""
     lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
     weight_decay, nesterov = group["weight_decay"], group["nesterov"]
     grad = p.grad.data
+    if uses_cuda(p.data):
+        from ..kernels.cuda.optim import fusable, sgd_step_cuda
+        buf = state.get("momentum_buffer")
+        if fusable(p.data, grad, *([] if buf is None else [buf.data])):
+            first_step = buf is None
+            if momentum != 0 and first_step:  # allocated once; the kernel copies the first gradient in
+                buf = state["momentum_buffer"] = Tensor._wrap(p.xp.empty_like(p.data))
+            sgd_step_cuda(p.data, grad, None if momentum == 0 else buf.data, lr=lr, momentum=momentum,
+                          dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                          maximize=group["maximize"], first_step=first_step)
+            return
     if group["maximize"]:
         grad = -grad
     if weight_decay != 0:
