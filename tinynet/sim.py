@@ -878,9 +878,10 @@ def _erf(x):
     try:
         from scipy.special import erf
         out = erf(x._a)
-    except ImportError:
+    except ImportError:  # SciPy is not a dependency: math.erf elementwise (slow; the sim tests plumbing)
         import math
-        out = np.frompyfunc(math.erf, 1, 1)(x._a).astype(np.result_type(x._a.dtype, np.float16))
+        values = np.frompyfunc(math.erf, 1, 1)(x._a)  # an object array, or a float for 0-d input
+        out = np.asarray(values, dtype=x._a.dtype if x._a.dtype.kind == "f" else np.float64)
     return _wrap(np.asarray(out), x._dev)
 
 
