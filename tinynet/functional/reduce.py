@@ -372,18 +372,7 @@ def max(input, dim=None, keepdim=False):
       to the returned index only.
     * ``max(input, other)`` with a Tensor ``other``: the elementwise ``maximum``.
     """
-    _check_tensor("max", input)
-    if isinstance(dim, Tensor):
-        from . import maximum  # the elementwise op; imported here, when the package is complete
-        return maximum(input, dim)
-    if dim is None:
-        if keepdim:
-            raise TypeError("max: keepdim=True needs a dim")
-        _check_not_empty("max", input.shape, tuple(range(input.ndim)), dim_given=False)
-        return Amax.apply(input, axes=tuple(range(input.ndim)), keepdim=False)
-    axis = _single_axis("max", dim, input.ndim)
-    _check_not_empty("max", input.shape, (axis,) if input.ndim else (), dim_given=True)
-    return MaxResult(*MaxAlongDim.apply(input, axis=axis, keepdim=keepdim))
+    return _extreme("max", "maximum", Amax, MaxAlongDim, MaxResult, input, dim, keepdim)
 
 
 def min(input, dim=None, keepdim=False):
@@ -396,18 +385,23 @@ def min(input, dim=None, keepdim=False):
       to the returned index only.
     * ``min(input, other)`` with a Tensor ``other``: the elementwise ``minimum``.
     """
-    _check_tensor("min", input)
+    return _extreme("min", "minimum", Amin, MinAlongDim, MinResult, input, dim, keepdim)
+
+
+def _extreme(op, elementwise, over_all, along_dim, result, input, dim, keepdim):
+    """The shared body of :func:`max` and :func:`min` (``op`` names the error messages)."""
+    _check_tensor(op, input)
     if isinstance(dim, Tensor):
-        from . import minimum  # the elementwise op; imported here, when the package is complete
-        return minimum(input, dim)
+        from .. import functional  # the elementwise op; looked up here, when the package is complete
+        return getattr(functional, elementwise)(input, dim)
     if dim is None:
         if keepdim:
-            raise TypeError("min: keepdim=True needs a dim")
-        _check_not_empty("min", input.shape, tuple(range(input.ndim)), dim_given=False)
-        return Amin.apply(input, axes=tuple(range(input.ndim)), keepdim=False)
-    axis = _single_axis("min", dim, input.ndim)
-    _check_not_empty("min", input.shape, (axis,) if input.ndim else (), dim_given=True)
-    return MinResult(*MinAlongDim.apply(input, axis=axis, keepdim=keepdim))
+            raise TypeError(f"{op}: keepdim=True needs a dim")
+        _check_not_empty(op, input.shape, tuple(range(input.ndim)), dim_given=False)
+        return over_all.apply(input, axes=tuple(range(input.ndim)), keepdim=False)
+    axis = _single_axis(op, dim, input.ndim)
+    _check_not_empty(op, input.shape, (axis,) if input.ndim else (), dim_given=True)
+    return result(*along_dim.apply(input, axis=axis, keepdim=keepdim))
 
 
 # ------------------------------------------------------------------------------ argmax and argmin
