@@ -258,9 +258,11 @@ class Amax(Function):
     """y = max of x over ``axes``.  Backward: dy goes to the positions that hold the max,
     split evenly among ties: dx = dy * [x == y] / count(x == y)."""
 
+    reduction = "max"  # the array method this op applies; Amin reuses everything else
+
     @staticmethod
     def forward(ctx, x, axes, keepdim):
-        y = x.max(axis=axes, keepdims=True)
+        y = getattr(x, ctx.fn_cls.reduction)(axis=axes, keepdims=True)
         ctx.save_for_backward(x, y)
         ctx.axes = axes
         return y if keepdim else ctx.xp.squeeze(y, axis=axes)
@@ -271,21 +273,11 @@ class Amax(Function):
         return _split_among_ties(grad.reshape(y.shape), x == y, ctx.axes)
 
 
-class Amin(Function):
+class Amin(Amax):
     """y = min of x over ``axes``.  Backward: dy goes to the positions that hold the min,
     split evenly among ties: dx = dy * [x == y] / count(x == y)."""
 
-    @staticmethod
-    def forward(ctx, x, axes, keepdim):
-        y = x.min(axis=axes, keepdims=True)
-        ctx.save_for_backward(x, y)
-        ctx.axes = axes
-        return y if keepdim else ctx.xp.squeeze(y, axis=axes)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        return _split_among_ties(grad.reshape(y.shape), x == y, ctx.axes)
+    reduction = "min"
 
 
 def amax(input, dim=(), keepdim=False):
