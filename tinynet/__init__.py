@@ -16,6 +16,7 @@ from . import functional
 from .gradcheck import gradcheck
 from . import cuda
 from .serialization import save, load
+from .compile import compile_step, CompiledStep
 from . import nn, optim, data, onnx, viz
 
 # PyTorch's aliases for dtypes (defined last: they shadow builtins inside this module only).

@@ -37,6 +37,7 @@ import threading
 
 import numpy as np
 
+from . import recording
 from .backend import get_array_module, to_host
 from .tensor import Tensor
 
@@ -182,7 +183,12 @@ class Function:
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args) \
             if record else (False,) * len(args)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = cls.forward(ctx, *raw, **kwargs)
+        recorder = recording._active
+        if recorder is None or recorder.paused:
+            out = cls.forward(ctx, *raw, **kwargs)
+        else:  # compile_step is recording: note this kernel call, to replay it without the Python here
+            out = recorder.call(_run_forward, (cls.forward, ctx, *raw), kwargs, as_arrays=True,
+                                named=(cls.forward, ctx, *args))
 
         if not record:
             if isinstance(out, tuple):
@@ -198,6 +204,13 @@ class Function:
             return tuple(_output(o, ctx, i) for i, o in enumerate(out))
         ctx.output_meta = ((out.shape, out.dtype),)
         return _output(out, ctx, 0)
+
+
+def _run_forward(forward, ctx, *args, **kwargs):
+    """``forward(ctx, *args)``, as a replay of a recorded step calls it again with the same
+    context: the context gets its new saved arrays, and can be walked by backward again."""
+    ctx._freed = False
+    return forward(ctx, *args, **kwargs)
 
 
 def _edge(arg):
@@ -303,9 +316,43 @@ def _topological_order(root):
 _tracer = None  # set by trace() to a callable(node, grads) for teaching output
 
 
+def _run_node(node, grads, retain_graph):
+    """One node's backward: the gradients of its inputs from those of its outputs (a tuple,
+    one entry per input). Frees the node's saved arrays unless ``retain_graph``."""
+    input_grads = node.fn_cls.backward(node, *grads)
+    if not isinstance(input_grads, tuple):
+        input_grads = (input_grads,)
+    if len(input_grads) < len(node.edges):
+        raise RuntimeError(f"{node.name}: backward returned {len(input_grads)} gradients for "
+                           f"{len(node.edges)} inputs")
+    if _tracer is not None:
+        _tracer(node, grads, input_grads)
+    if not retain_graph:
+        node.free()
+    return input_grads
+
+
+def _add(a, b):
+    return a + b
+
+
+def _call(fn, *args):
+    return fn(*args)
+
+
+def _engine_runner():
+    """How backward runs each step that makes an array: directly, or, while compile_step
+    records, through the recorder, which notes the call so that a replay repeats it."""
+    recorder = recording._active
+    if recorder is None or recorder.paused:
+        return _call
+    return lambda fn, *args: recorder.call(fn, args, {}, as_arrays=True)
+
+
 def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
     """Compute the gradient of ``tensor`` with respect to every leaf that requires grad, and
     accumulate it into the leaves' ``.grad``. See the module docstring for the algorithm."""
+    run = _engine_runner()
     if not tensor.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
                            "(was it computed inside no_grad(), or from tensors without requires_grad=True?)")
@@ -313,7 +360,7 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
         if tensor.data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; got a "
                                f"tensor of shape {tuple(tensor.shape)}. Pass gradient= of the same shape.")
-        grad_root = tensor.xp.ones_like(tensor.data)
+        grad_root = run(tensor.xp.ones_like, tensor.data)
     else:
         grad_root = gradient.data if isinstance(gradient, Tensor) else tensor.xp.asarray(gradient)
         if grad_root.shape != tensor.data.shape:
@@ -323,7 +370,7 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
             grad_root = grad_root.astype(tensor.dtype)
 
     if tensor.grad_fn is None:  # a leaf: nothing to walk
-        _accumulate_leaf(tensor, grad_root)
+        run(functools.partial(_accumulate_leaf, tensor), grad_root)
         return
 
     root = tensor.grad_fn
@@ -337,36 +384,28 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
         for i, g in enumerate(grads):
             if g is None:  # an output that did not reach the loss: its gradient is zero
                 shape, dtype = node.output_meta[i]
-                grads[i] = node.xp.zeros(shape, dtype)
+                grads[i] = run(node.xp.zeros, shape, dtype)
             if node.hooks and i in node.hooks:
-                grads[i] = _run_hooks(node.hooks[i], grads[i])
+                grads[i] = run(functools.partial(_run_hooks, node.hooks[i]), grads[i])
         if node._freed:
             node.saved_tensors  # raises the "backward a second time" error
-        input_grads = node.fn_cls.backward(node, *grads)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        if len(input_grads) < len(node.edges):
-            raise RuntimeError(f"{node.name}: backward returned {len(input_grads)} gradients for "
-                               f"{len(node.edges)} inputs")
-        if _tracer is not None:
-            _tracer(node, grads, input_grads)
-        if not retain_graph:
-            node.free()
+        input_grads = run(_run_node, node, grads, retain_graph)
         for edge, meta, g in zip(node.edges, node.input_meta, input_grads):
             if edge is None or g is None:
                 continue
-            g = _shape_grad(node.name, g, meta)
+            if g.shape != meta[0] or g.dtype != meta[1] or isinstance(g, np.generic):
+                g = run(_shape_grad, node.name, g, meta)
             if type(edge) is tuple:
                 nxt, slot = edge
                 slots = pending.get(nxt)
                 if slots is None:
                     slots = pending[nxt] = [None] * nxt.n_outputs
-                slots[slot] = g if slots[slot] is None else slots[slot] + g
+                slots[slot] = g if slots[slot] is None else run(_add, slots[slot], g)
                 dependencies[nxt] -= 1
                 if dependencies[nxt] == 0:
                     ready.append(nxt)
             else:
-                _accumulate_leaf(edge, g)
+                run(functools.partial(_accumulate_leaf, edge), g)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from . import backend
 from . import dtypes as _dt
 from .random import generator_for
 from .tensor import Tensor, _is_array, _shape_args
+from .recording import recordable
 
 __all__ = [
     "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
@@ -49,6 +50,7 @@ def _finish(array, dtype, device, requires_grad) -> Tensor:
     return Tensor(array, requires_grad=requires_grad)
 
 
+@recordable
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (an array, a Tensor, or nested lists/scalars)."""
     if isinstance(data, Tensor):
@@ -60,6 +62,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     return _finish(array, dtype, device, requires_grad)
 
 
+@recordable
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like ``tensor`` but shares the array's memory when dtype and device already match."""
     if isinstance(data, Tensor):
@@ -86,21 +89,25 @@ def _xp_dtype(dtype, device, default=None):
     return xp, _dt.to_dtype(dtype) if dtype is not None else (default or _dt.get_default_dtype())
 
 
+@recordable
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
     return Tensor(_made_on(device, lambda: xp.zeros(_shape_args(size), dtype)), requires_grad=requires_grad)
 
 
+@recordable
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
     return Tensor(_made_on(device, lambda: xp.ones(_shape_args(size), dtype)), requires_grad=requires_grad)
 
 
+@recordable
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
     return Tensor(_made_on(device, lambda: xp.empty(_shape_args(size), dtype)), requires_grad=requires_grad)
 
 
+@recordable
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     if dtype is None:
         dtype = _infer_array(fill_value).dtype
@@ -113,23 +120,28 @@ def _like(fn, t: Tensor, dtype, device, requires_grad, *args):
     return fn(t.shape, *args, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
+@recordable
 def zeros_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _like(zeros, input, dtype, device, requires_grad)
 
 
+@recordable
 def ones_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _like(ones, input, dtype, device, requires_grad)
 
 
+@recordable
 def empty_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _like(empty, input, dtype, device, requires_grad)
 
 
+@recordable
 def full_like(input: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return full(input.shape, fill_value, dtype=dtype or input.dtype, device=device or input.device,
                 requires_grad=requires_grad)
 
 
+@recordable
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Values from ``start`` up to (not including) ``end``; int64 when all bounds are ints."""
     if end is None:
@@ -141,16 +153,19 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     return Tensor(_made_on(device, lambda: xp.arange(start, end, step).astype(dtype)), requires_grad=requires_grad)
 
 
+@recordable
 def linspace(start, end, steps, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
     return Tensor(_made_on(device, lambda: xp.linspace(start, end, steps).astype(dtype)), requires_grad=requires_grad)
 
 
+@recordable
 def eye(n, m=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     xp, dtype = _xp_dtype(dtype, device)
     return Tensor(_made_on(device, lambda: xp.eye(n, m, dtype=dtype)), requires_grad=requires_grad)
 
 
+@recordable
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform samples on [0, 1) from the device's seeded generator."""
     _, dtype = _xp_dtype(dtype, device)
@@ -158,6 +173,7 @@ def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = F
     return Tensor(gen.uniform(_shape_args(size), 0.0, 1.0, dtype), requires_grad=requires_grad)
 
 
+@recordable
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the device's seeded generator."""
     _, dtype = _xp_dtype(dtype, device)
@@ -165,6 +181,7 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = 
     return Tensor(gen.normal(_shape_args(size), 0.0, 1.0, dtype), requires_grad=requires_grad)
 
 
+@recordable
 def randint(*args, size=None, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """``randint(high, size)`` or ``randint(low, high, size)``: integers in [low, high), int64."""
     if size is None:
@@ -178,14 +195,17 @@ def randint(*args, size=None, generator=None, dtype=None, device=None, requires_
                   requires_grad=requires_grad)
 
 
+@recordable
 def rand_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _like(rand, input, dtype, device, requires_grad)
 
 
+@recordable
 def randn_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _like(randn, input, dtype, device, requires_grad)
 
 
+@recordable
 def randperm(n: int, generator=None, dtype=None, device=None) -> Tensor:
     gen = generator_for(device or "cpu", generator)
     return Tensor(gen.permutation(n).astype(_dt.to_dtype(dtype) or _dt.int64))

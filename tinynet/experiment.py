@@ -11,7 +11,7 @@ import numpy as np
 
 from . import random as _random
 from .backend import device as _device
-from .data import MNIST, DataLoader, TensorDataset
+from .data import MNIST, DataLoader, TensorDataset, random_rotation
 from .plots import plot_confusion, plot_digits, plot_history
 from .train import evaluate, fit, per_class_accuracy
 
@@ -38,22 +38,35 @@ def make_parser(description: str, *, epochs: int, batch_size: int, lr: float, se
     p.add_argument("--subset", type=int, default=None,
                    help="use only the first N training and N test images (quick runs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--compile", action="store_true",
+                   help="record the training and evaluation steps once and replay them (tinynet.compile_step)")
     p.add_argument("--export-onnx", default=None, metavar="PATH",
                    help="after training, export the model to this ONNX file (needs tinynet[onnx])")
     return p
 
 
-def load_mnist(args, normalize=(0.1307, 0.3081)):
-    """MNIST train and test loaders with the whole set on ``args.device``."""
+def load_mnist(args, normalize=(0.1307, 0.3081), train_transform=None):
+    """MNIST train and test loaders with the whole set on ``args.device``; ``train_transform``
+    (e.g. a random rotation) is applied to every training batch of images on the device."""
     dev = _device(args.device)
     train = MNIST(args.data_dir, train=True, download=args.download, device=dev, normalize=normalize)
     test = MNIST(args.data_dir, train=False, download=args.download, device=dev, normalize=normalize)
     if args.subset:
         train = TensorDataset(train.data[:args.subset], train.targets[:args.subset])
         test = TensorDataset(test.data[:args.subset], test.targets[:args.subset])
-    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                              batch_transform=train_transform)
     test_loader = DataLoader(test, batch_size=args.test_batch_size, shuffle=False)
     return train_loader, test_loader
+
+
+def rotation(degrees: float, fill: float = -1.0):
+    """A batch transform rotating each training image by a random angle in [-degrees, degrees]
+    (``RandomRotation(degrees)`` of torchvision), or None when ``degrees`` is 0. ``fill`` is the
+    background after normalisation: -1 is black under Normalize(0.5, 0.5)."""
+    if not degrees:
+        return None
+    return lambda images: random_rotation(images, degrees, fill=fill)
 
 
 def run(model, optimizer, loss_fn, args, train_loader, test_loader, scheduler=None, name: str = "model"):
@@ -63,8 +76,8 @@ def run(model, optimizer, loss_fn, args, train_loader, test_loader, scheduler=No
     out.mkdir(parents=True, exist_ok=True)
     history = fit(model, optimizer, loss_fn, train_loader, test_loader, epochs=args.epochs,
                   scheduler=scheduler, checkpoint_dir=out / "checkpoints", resume=args.resume,
-                  log_every=args.log_every, progress=not args.no_progress)
-    result = evaluate(model, test_loader, loss_fn)
+                  log_every=args.log_every, progress=not args.no_progress, compile=args.compile)
+    result = evaluate(model, test_loader, loss_fn, compile=args.compile)
     history.save_json(out / "history.json")
     plot_history(history, out / "curves.png", title=name)
     plot_confusion(result["confusion"], out / "confusion.png", title=f"{name}: confusion matrix")

@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 
-from . import backend
+from . import backend, recording
 from . import dtypes as _dt
 
 __all__ = ["Tensor"]
@@ -186,12 +186,14 @@ class Tensor:
                                "use tensor.detach().numpy()")
         if self.device.type != "cpu":
             raise TypeError(f"numpy: can't convert a {self.device} tensor to NumPy; use tensor.cpu() first")
+        recording.note_host_read("Tensor.numpy()")
         return self.data
 
     def __array__(self, dtype=None, copy=None):
         if self.device.type != "cpu":
             raise TypeError(f"can't convert a {self.device} tensor to a NumPy array implicitly; "
                             "use tensor.cpu() first")
+        recording.note_host_read("converting a Tensor to a NumPy array")
         return self.data if dtype is None else self.data.astype(dtype)
 
     def item(self):
@@ -199,9 +201,11 @@ class Tensor:
         if self.data.size != 1:
             raise RuntimeError(f"item: a Tensor with {self.data.size} elements cannot be converted to a "
                                "Python scalar")
+        recording.note_host_read("Tensor.item()")
         return backend.item(self.data)
 
     def tolist(self):
+        recording.note_host_read("Tensor.tolist()")
         return backend.to_host(self.data).tolist()
 
     def __float__(self) -> float:
@@ -264,6 +268,7 @@ class Tensor:
 
     # ------------------------------------------------------------------ printing
     def __repr__(self) -> str:
+        recording.note_host_read("printing a Tensor")
         body = np.array2string(backend.to_host(self.data), separator=", ", prefix="tensor(", precision=4,
                                threshold=200)
         extras = []
@@ -288,11 +293,13 @@ class Tensor:
         self._check_inplace(op)
         return value.data if isinstance(value, Tensor) else value
 
+    @recording.recordable
     def zero_(self) -> "Tensor":
         self._check_inplace("zero_")
         self.data.fill(0)
         return self
 
+    @recording.recordable
     def fill_(self, value) -> "Tensor":
         self._check_inplace("fill_")
         if isinstance(value, Tensor):  # stays on the device: no read of the value
@@ -304,6 +311,7 @@ class Tensor:
             self.data.fill(value)
         return self
 
+    @recording.recordable
     def copy_(self, src) -> "Tensor":
         src = self._inplace("copy_", src)
         if backend.device_of(src) != self.device:
@@ -311,41 +319,49 @@ class Tensor:
         self.xp.copyto(self.data, src, casting="unsafe")
         return self
 
+    @recording.recordable
     def add_(self, other, alpha=1) -> "Tensor":
         other = self._inplace("add_", other)
         self.data += other if alpha == 1 else alpha * other
         return self
 
+    @recording.recordable
     def sub_(self, other, alpha=1) -> "Tensor":
         other = self._inplace("sub_", other)
         self.data -= other if alpha == 1 else alpha * other
         return self
 
+    @recording.recordable
     def mul_(self, other) -> "Tensor":
         self.data *= self._inplace("mul_", other)
         return self
 
+    @recording.recordable
     def div_(self, other) -> "Tensor":
         self.data /= self._inplace("div_", other)
         return self
 
+    @recording.recordable
     def clamp_(self, min=None, max=None) -> "Tensor":
         self._check_inplace("clamp_")
         self.xp.clip(self.data, min, max, out=self.data)
         return self
 
+    @recording.recordable
     def uniform_(self, a: float = 0.0, b: float = 1.0, generator=None) -> "Tensor":
         self._check_inplace("uniform_")
         from .random import generator_for
         self.data[...] = generator_for(self.device, generator).uniform(self.shape, a, b, self.dtype)
         return self
 
+    @recording.recordable
     def normal_(self, mean: float = 0.0, std: float = 1.0, generator=None) -> "Tensor":
         self._check_inplace("normal_")
         from .random import generator_for
         self.data[...] = generator_for(self.device, generator).normal(self.shape, mean, std, self.dtype)
         return self
 
+    @recording.recordable
     def __setitem__(self, index, value) -> None:
         self._check_inplace("__setitem__")
         if isinstance(index, Tensor):
@@ -496,4 +512,6 @@ class _HookHandle:
 
 
 # The ops need the Tensor class, so they are imported after it is defined.
+recording.Tensor = Tensor  # the recorder tells tensors from arrays (it cannot import this module)
+
 from . import functional as F  # noqa: E402

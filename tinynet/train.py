@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import numpy as np
 
 from . import random as _random
 from .autograd import no_grad
+from .compile import compile_step
 from .serialization import load, save
 from .tensor import Tensor
 
-__all__ = ["History", "fit", "evaluate", "accuracy", "confusion_matrix", "per_class_accuracy",
+__all__ = ["History", "fit", "evaluate", "make_train_step", "accuracy", "confusion_matrix", "per_class_accuracy",
            "save_checkpoint", "load_checkpoint"]
 
 
@@ -73,22 +75,23 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------- evaluation
 @no_grad()
-def evaluate(model, loader, loss_fn=None, num_classes: int = 10) -> dict:
+def evaluate(model, loader, loss_fn=None, num_classes: int = 10, compile: bool = False) -> dict:
     """Run ``model`` in eval mode over ``loader``.
 
     Returns a dict with ``loss`` (mean over samples, if ``loss_fn`` is given), ``accuracy``,
     ``predictions`` and ``targets`` (NumPy arrays) and the ``confusion`` matrix. The model's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. ``compile=True`` records the evaluation step once
+    per batch shape and replays it (:func:`tinynet.compile_step`).
     """
     was_training = model.training
     model.eval()
+    step = _compiled_eval_step(model, loss_fn) if compile else _eval_step(model, loss_fn)
     predictions, targets, loss_sum, count = [], [], None, 0
     for x, y in loader:
-        logits = model(x)
-        if loss_fn is not None:
-            batch_loss = loss_fn(logits, y).detach() * y.shape[0]
+        batch_loss, predicted = step(x, y)
+        if batch_loss is not None:
             loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-        predictions.append(logits.argmax(1))
+        predictions.append(predicted)
         targets.append(y)
         count += y.shape[0]
     model.train(was_training)
@@ -102,6 +105,27 @@ def evaluate(model, loader, loss_fn=None, num_classes: int = 10) -> dict:
         "targets": true,
         "confusion": confusion_matrix(pred, true, num_classes),
     }
+
+
+def _eval_step(model, loss_fn):
+    """One evaluation batch: (loss summed over the batch or None, predicted classes)."""
+    def eval_step(x, y):
+        logits = model(x)
+        batch_loss = loss_fn(logits, y).detach() * y.shape[0] if loss_fn is not None else None
+        return batch_loss, logits.argmax(1)
+    return eval_step
+
+
+_eval_steps: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _compiled_eval_step(model, loss_fn):
+    """The compiled evaluation step of (model, loss function), kept between calls of
+    ``evaluate`` so that each epoch's evaluation replays the first one's recording."""
+    steps = _eval_steps.setdefault(model, {})
+    if id(loss_fn) not in steps or steps[id(loss_fn)][0] is not loss_fn:
+        steps[id(loss_fn)] = (loss_fn, compile_step(_eval_step(model, loss_fn), model=model, warmup=0))
+    return steps[id(loss_fn)][1]
 
 
 # -------------------------------------------------------------------------------- checkpoints
@@ -136,7 +160,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None) -> tuple[int, H
 # ------------------------------------------------------------------------------------ fitting
 def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int = 1, scheduler=None,
         checkpoint_dir=None, resume: bool = False, log_every: int = 50, progress: bool = True,
-        on_epoch_end=None) -> History:
+        on_epoch_end=None, compile: bool = False) -> History:
     """Train ``model`` for ``epochs`` and return the :class:`History`.
 
     Args:
@@ -147,8 +171,13 @@ def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int =
         log_every: steps between reads of the running loss from the device (the only
             host-device synchronisations inside an epoch).
         on_epoch_end: optional ``fn(epoch, history)`` called after each epoch.
+        compile: record the training and evaluation steps once and replay them
+            (:func:`tinynet.compile_step`): the same results with less Python per step.
     """
     history, start = History(), 0
+    train_step = make_train_step(model, optimizer, loss_fn)
+    if compile:
+        train_step = compile_step(train_step, model=model)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
         start, history = load_checkpoint(checkpoint_dir / "last.npz", model, optimizer, scheduler)
@@ -160,8 +189,8 @@ def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int =
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
         began = time.perf_counter()
-        train_loss, train_acc = _train_one_epoch(model, optimizer, loss_fn, train_loader, epoch, epochs,
-                                                 log_every, progress)
+        train_loss, train_acc = _train_one_epoch(train_step, model, train_loader, epoch, epochs, log_every,
+                                                 progress)
         history.train_loss.append(train_loss)
         history.train_acc.append(train_acc)
         history.lr.append(optimizer.param_groups[0]["lr"])
@@ -169,7 +198,7 @@ def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int =
             scheduler.step()
         history.seconds.append(time.perf_counter() - began)
         if test_loader is not None:
-            result = evaluate(model, test_loader, loss_fn)
+            result = evaluate(model, test_loader, loss_fn, compile=compile)
             history.test_loss.append(result["loss"])
             history.test_acc.append(result["accuracy"])
         test_part = f", test loss {history.test_loss[-1]:.4f} acc {history.test_acc[-1]:.4f}" \
@@ -184,7 +213,22 @@ def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int =
     return history
 
 
-def _train_one_epoch(model, optimizer, loss_fn, loader, epoch, epochs, log_every, progress):
+def make_train_step(model, optimizer, loss_fn):
+    """The training step ``fit`` runs: forward, loss, backward and update on one batch. It
+    returns (loss summed over the batch, number of correct predictions) as device tensors, so
+    that nothing is read on the host inside the step."""
+    def train_step(x, y):
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=False)  # gradients stay in their buffers, updated in place
+        loss.backward()
+        optimizer.step()
+        with no_grad():
+            return loss.detach() * y.shape[0], (logits.argmax(1) == y).sum()
+    return train_step
+
+
+def _train_one_epoch(train_step, model, loader, epoch, epochs, log_every, progress):
     from tqdm import tqdm
 
     model.train()
@@ -194,14 +238,8 @@ def _train_one_epoch(model, optimizer, loss_fn, loader, epoch, epochs, log_every
     seen = 0
     began = time.perf_counter()
     for step, (x, y) in enumerate(bar, 1):
-        logits = model(x)
-        loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=False)  # gradients stay in their buffers, updated in place
-        loss.backward()
-        optimizer.step()
+        batch_loss, batch_correct = train_step(x, y)
         with no_grad():
-            batch_loss = loss.detach() * y.shape[0]
-            batch_correct = (logits.argmax(1) == y).sum()
             loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
             correct = batch_correct if correct is None else correct + batch_correct
         seen += y.shape[0]

@@ -63,13 +63,16 @@ class DataLoader:
             independent of other random draws; without it the device's default generator
             (seeded by ``tinynet.manual_seed``) is used.
         generator: a :class:`tinynet.Generator` to draw the orders from (instead of ``seed``).
+        batch_transform: a function applied to the first tensor (the inputs) of every batch,
+            on the batch's device, e.g. random augmentation of a whole batch at once
+            (tinynet's own keyword: PyTorch applies transforms per sample in the dataset).
 
     Yields:
         a tuple of batched tensors, e.g. ``(images, labels)``.
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, *, drop_last: bool = False,
-                 seed: int | None = None, generator: Generator | None = None):
+                 seed: int | None = None, generator: Generator | None = None, batch_transform=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size should be a positive integer, got {batch_size!r}")
         if seed is not None and generator is not None:
@@ -78,6 +81,7 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.batch_transform = batch_transform
         self._tensors = getattr(dataset, "tensors", None)
         # Tensor-backed datasets are shuffled on their device; others need indices on the host.
         self.device = self._tensors[0].device if self._tensors else backend.CPU
@@ -110,9 +114,12 @@ class DataLoader:
             stop = min(start + size, n)
             index = slice(start, stop) if order is None else order[start:stop]
             if self._tensors is not None:
-                yield tuple(_take(t, index) for t in self._tensors)
+                batch = tuple(_take(t, index) for t in self._tensors)
             else:
-                yield _collate([self.dataset[int(i)] for i in _host_indices(index)])
+                batch = _collate([self.dataset[int(i)] for i in _host_indices(index)])
+            if self.batch_transform is not None:
+                batch = (self.batch_transform(batch[0]),) + tuple(batch[1:])
+            yield batch
 
 
 def _take(tensor: Tensor, index) -> Tensor:

@@ -12,6 +12,7 @@ import numbers
 from ..backend import get_array_module
 from ..random import generator_for
 from ..tensor import Tensor
+from ..recording import recordable
 
 __all__ = ["normalize", "random_rotation"]
 
@@ -44,6 +45,7 @@ def _per_channel(op: str, xp, value, images):
     return array
 
 
+@recordable
 def random_rotation(images: Tensor, degrees, generator=None, fill: float = 0.0) -> Tensor:
     """Rotate each image of a batch about its centre by its own random angle, drawn uniformly
     from [-degrees, degrees] (or [degrees[0], degrees[1]]); positive angles turn the image

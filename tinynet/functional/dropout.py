@@ -20,6 +20,7 @@ from ..kernels.dispatch import uses_cuda
 from ..random import generator_for
 from ..tensor import Tensor
 from .activation import finish_inplace
+from ..recording import recordable
 
 __all__ = ["dropout", "dropout2d"]
 
@@ -42,6 +43,7 @@ class Dropout(Function):
         return grad * mask, None
 
 
+@recordable
 def _scaled_mask(input: Tensor, p: float, shape):
     """A random mask of ``shape``: 0 with probability p, else 1/(1-p), in the input's dtype."""
     generator = generator_for(input.device)

@@ -22,6 +22,7 @@ from collections import namedtuple
 from .. import dtypes as _dt
 from ..autograd import Function
 from ..tensor import Tensor
+from ..recording import recordable
 
 __all__ = ["sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp"]
 
@@ -397,6 +398,7 @@ def _extreme(op, elementwise, over_all, along_dim, result, input, dim, keepdim):
 
 
 # ------------------------------------------------------------------------------ argmax and argmin
+@recordable
 def _arg_extremum(op: str, input, dim, keepdim):
     """Index (int64) of the first max/min: of the flattened tensor when ``dim`` is None
     (with ``keepdim`` giving shape (1, ..., 1)), else along ``dim``. Not differentiable."""

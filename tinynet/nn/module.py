@@ -24,6 +24,7 @@ from .. import dtypes as _dt
 from ..autograd import no_grad
 from ..tensor import Tensor, parse_to_arguments
 from .parameter import Parameter
+from ..recording import recordable
 
 __all__ = ["Module"]
 
@@ -329,6 +330,7 @@ class Module:
             param.requires_grad_(requires_grad)
         return self
 
+    @recordable
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient: to None (default, frees memory) or to zeros."""
         for param in self.parameters():

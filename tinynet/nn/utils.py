@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
+from ..recording import recordable
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"]
 
@@ -36,6 +37,7 @@ def _vector_norm(array, norm_type: float):
     return (xp.abs(array) ** norm_type).sum() ** (1.0 / norm_type)
 
 
+@recordable
 def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = False, foreach=None) -> Tensor:
     """The norm of all ``tensors`` together, as if they were one flat vector: the norm of their
     norms. A 0-d tensor on the first tensor's device (0.0 on the CPU when there are none).
@@ -58,6 +60,7 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
     return Tensor._wrap(total)
 
 
+@recordable
 def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, foreach=None) -> None:
     """Scale every ``p.grad`` in place by ``min(1, max_norm / (total_norm + 1e-6))``."""
     parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
@@ -73,6 +76,7 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, forea
         grad *= backend.to_device(_as_array(coef), backend.device_of(grad)).astype(grad.dtype, copy=False)
 
 
+@recordable
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
                     foreach=None) -> Tensor:
     r"""Rescale the gradients of ``parameters`` in place so that their total norm (all gradients
@@ -102,6 +106,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     return total_norm
 
 
+@recordable
 def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     """Clamp every gradient in place to ``[-clip_value, clip_value]``.
 

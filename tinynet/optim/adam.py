@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from .optimizer import Optimizer
+from ..recording import recordable
 
 __all__ = ["Adam", "AdamW"]
 
@@ -57,6 +58,7 @@ class Adam(Optimizer):
                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
+    @recordable
     def step(self, closure=None):
         """Perform one update of every parameter that has a gradient (see the class docstring)."""
         loss = self._run_closure(closure)

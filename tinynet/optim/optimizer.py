@@ -21,6 +21,7 @@ import numpy as np
 from .. import backend
 from ..autograd import enable_grad
 from ..tensor import Tensor
+from ..recording import recordable
 
 __all__ = ["Optimizer"]
 
@@ -96,6 +97,7 @@ class Optimizer:
         self.param_groups.append(param_group)
 
     # ------------------------------------------------------------------ gradients and steps
+    @recordable
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters: to ``None`` (the default, frees the memory), or
         to zeros in place (``set_to_none=False``: the grad arrays stay the same objects)."""

@@ -1,0 +1,307 @@
+"""Record once, replay fast: :func:`compile_step` turns a training (or evaluation) step into a
+flat list of kernel calls.
+
+Most of a small model's step is not arithmetic: it is Python building the graph (modules,
+argument checks, Tensor and Context objects) and walking it backwards. A step does the same
+work every time, so ``compile_step`` runs it eagerly while a :class:`~tinynet.recording.Recorder`
+writes down each kernel call (each op's ``forward``, each node's ``backward``, each gradient
+sum, the optimiser's update), and from then on *replays* that list on each new batch::
+
+    def train_step(x, y):
+        optimizer.zero_grad(set_to_none=False)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    step = tinynet.compile_step(train_step, model=model)
+    for x, y in loader:
+        loss = step(x, y)        # calls 1: eager; 2 and 3: recorded; then replayed
+
+How it stays correct:
+
+- The step is recorded twice, on two different batches, and the two recordings must match:
+  the same calls in the same order, and every array that came from outside the recorded calls
+  either the same object both times (a parameter, a running mean) or equal in value. A
+  difference means the step's work depends on its data in a way the recording cannot see
+  (Python ``if`` on a value, an array computed without tinynet's ops), and compile_step falls
+  back to eager execution, printing the reason.
+- A step that reads device memory on the host (``loss.item()``, ``float(loss)``, printing a
+  tensor) cannot be replayed without the read: it falls back too, naming the line.
+- Each distinct input signature (shapes, dtypes, devices, non-tensor arguments, grad mode and,
+  with ``model=``, the train/eval mode of its modules) gets its own recording, so the smaller
+  last batch of an epoch and ``model.eval()`` are handled.
+- Random ops (dropout masks) are recorded as calls of the generator, so every replay draws new
+  numbers from the same seeded sequence as eager steps would. Optimiser steps are replayed as
+  calls of ``optimizer.step()``, so a scheduler's new learning rate is used at once.
+
+What a replay returns: the step's return value with every tensor detached (the graph is not
+built, so there is nothing to call ``backward`` on).
+
+On the CPU the replay is the executor. On a GPU the same program is what a CUDA graph would
+capture once the step is free of host synchronisation (``tinynet.sim`` proves that without a
+GPU); that executor needs a GPU to be written and proven, and is not part of this module yet.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+
+from .autograd import Context, is_grad_enabled
+from .backend import get_array_module, item
+from .recording import CONST, LITERAL, REG, SEQUENCE, TENSOR, Recorder
+from .tensor import Tensor
+
+__all__ = ["compile_step", "CompiledStep"]
+
+
+def compile_step(step_fn=None, *, model=None, warmup: int = 1, verbose: bool = True):
+    """Compile ``step_fn(*tensors_and_values)`` by recording it and replaying the recording.
+
+    Args:
+        step_fn: the step; it may take tensors and other (hashable) values and return a tensor,
+            or a tuple, list or dict of them, or None.
+        model: the module(s) the step trains (a Module or a list of them): their train/eval
+            modes become part of the signature, so switching mode records a new program.
+        warmup: eager calls before recording starts (per input signature), e.g. so that the
+            optimiser has made its state buffers.
+        verbose: print why a step falls back to eager execution.
+
+    Returns a :class:`CompiledStep`; usable as a decorator too (``@compile_step(model=m)``).
+    """
+    if step_fn is None:
+        return lambda fn: CompiledStep(fn, model=model, warmup=warmup, verbose=verbose)
+    return CompiledStep(step_fn, model=model, warmup=warmup, verbose=verbose)
+
+
+class _Entry:
+    """What a CompiledStep knows about one input signature."""
+
+    def __init__(self):
+        self.calls = 0
+        self.first = None        # (Recorder, output spec) of the first recording
+        self.program = None      # the instructions to replay
+        self.n_registers = 0
+        self.n_inputs = 0
+        self.output = None       # how to build the return value from the registers
+        self.fallback = None     # why this signature runs eagerly, or None
+
+
+class CompiledStep:
+    """A step function that is recorded on its first calls and replayed afterwards; see
+    :func:`compile_step`. ``program(*args)`` shows the recorded instructions for a signature,
+    ``fallback_reason(*args)`` why it runs eagerly (None when it replays)."""
+
+    def __init__(self, step_fn, *, model=None, warmup: int = 1, verbose: bool = True):
+        self.step_fn = step_fn
+        self.models = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])
+        self.warmup = int(warmup)
+        self.verbose = verbose
+        self._entries: dict = {}
+        functools.update_wrapper(self, step_fn)
+
+    # ------------------------------------------------------------------ calling
+    def __call__(self, *args):
+        entry = self._entry(args)
+        entry.calls += 1
+        if entry.program is not None:
+            return self._replay(entry, args)
+        if entry.fallback is not None or entry.calls <= self.warmup:
+            return self.step_fn(*args)
+        return self._record(entry, args)
+
+    def _signature(self, args):
+        parts = []
+        for a in args:
+            if isinstance(a, Tensor):
+                parts.append(("tensor", a.data.shape, a.data.dtype.str, str(a.device), a.requires_grad))
+            else:
+                parts.append(("value", type(a).__name__, a))
+        modes = tuple(m.training for model in self.models for m in model.modules())
+        return tuple(parts), is_grad_enabled(), modes
+
+    def _entry(self, args) -> _Entry:
+        try:
+            key = self._signature(args)
+            entry = self._entries.get(key)
+        except TypeError:  # an unhashable argument: record nothing, run eagerly
+            entry = _Entry()
+            entry.fallback = "an argument is not hashable (pass tensors and plain values)"
+            return entry
+        if entry is None:
+            entry = self._entries[key] = _Entry()
+            if any(isinstance(a, Tensor) and a.requires_grad for a in args):
+                entry.fallback = "an input tensor requires grad (gradients of step inputs are not recorded)"
+        return entry
+
+    # ------------------------------------------------------------------ recording
+    def _record(self, entry: _Entry, args):
+        inputs = [a.data for a in args if isinstance(a, Tensor)]
+        with Recorder(inputs) as recorder:
+            result = self.step_fn(*args)
+            output = recorder.output_spec(result)
+        if recorder.failure is None and _uses_inputs_as_constants(output, recorder):
+            recorder.fail("the step returns an array it did not make (return tensors the step computes)")
+        if recorder.failure is not None:
+            self._fall_back(entry, recorder.failure)
+        elif entry.first is None:
+            entry.first = (recorder, output)
+        else:
+            difference = _difference(entry.first, (recorder, output))
+            entry.first = None  # let the first recording's arrays go
+            if difference is not None:
+                self._fall_back(entry, difference)
+            else:
+                entry.program = recorder.program
+                entry.n_registers = len(recorder.values)
+                entry.n_inputs = recorder.n_inputs
+                entry.output = output
+        return result
+
+    def _fall_back(self, entry: _Entry, reason: str) -> None:
+        entry.fallback = reason
+        entry.first = None
+        if self.verbose:
+            name = getattr(self.step_fn, "__name__", "step")
+            print(f"compile_step({name}): running eagerly: {reason}", file=sys.stderr)
+
+    # ------------------------------------------------------------------ replaying
+    def _replay(self, entry: _Entry, args):
+        registers = [None] * entry.n_registers
+        registers[:entry.n_inputs] = [a.data for a in args if isinstance(a, Tensor)]
+        for instruction in entry.program:
+            instruction.run(registers)
+        return _build(entry.output, registers)
+
+    # ------------------------------------------------------------------ inspection
+    def program(self, *args) -> list:
+        """The recorded instructions for the signature of ``args`` (empty if not recorded)."""
+        entry = self._entries.get(self._signature(args))
+        return list(entry.program) if entry is not None and entry.program is not None else []
+
+    def fallback_reason(self, *args):
+        """Why calls with the signature of ``args`` run eagerly, or None."""
+        entry = self._entries.get(self._signature(args))
+        return None if entry is None else entry.fallback
+
+
+def _build(spec, registers):
+    kind, value = spec
+    if kind == REG:
+        return Tensor._wrap(registers[value])
+    if kind == TENSOR:
+        return Tensor._wrap(value.data)
+    if kind == CONST:
+        return Tensor._wrap(value)
+    if kind == SEQUENCE:
+        container, items = value
+        return container(_build(item, registers) for item in items)
+    if kind == "dict":
+        return {k: _build(v, registers) for k, v in value.items()}
+    return value
+
+
+def _uses_inputs_as_constants(spec, recorder) -> bool:
+    """Whether the output holds an array that is neither made by the step nor a step input."""
+    kind, value = spec
+    if kind in (CONST, TENSOR):
+        return True
+    if kind == SEQUENCE:
+        return any(_uses_inputs_as_constants(s, recorder) for s in value[1])
+    if kind == "dict":
+        return any(_uses_inputs_as_constants(s, recorder) for s in value.values())
+    return False
+
+
+# ---------------------------------------------------------------------- comparing recordings
+def _difference(first, second):
+    """None when two recordings of a step did the same work, else a sentence saying where they
+    differ (the reason compile_step falls back to eager execution)."""
+    (rec_a, out_a), (rec_b, out_b) = first, second
+    prog_a, prog_b = rec_a.program, rec_b.program
+    if len(prog_a) != len(prog_b):
+        return (f"two calls of the step did different work ({len(prog_a)} and {len(prog_b)} recorded calls): "
+                "its Python code depends on the data, or makes arrays outside tinynet's ops")
+    for index, (a, b) in enumerate(zip(prog_a, prog_b)):
+        problem = _instruction_difference(a, b)
+        if problem is not None:
+            return (f"two calls of the step did different work at recorded call {index} ({b!r}): {problem}; "
+                    "its Python code depends on the data, or makes arrays outside tinynet's ops")
+    problem = _argument_difference(out_a, out_b)
+    if problem is not None:
+        return f"the step's return value differs between two calls: {problem}"
+    return None
+
+
+def _instruction_difference(a, b):
+    if not _same_literal(a.fn, b.fn) or a.as_arrays != b.as_arrays or a.outputs != b.outputs:
+        return "a different function or result"
+    if len(a.args) != len(b.args) or a.kwargs.keys() != b.kwargs.keys():
+        return "different arguments"
+    for x, y in zip(list(a.args) + [a.kwargs[k] for k in a.kwargs], list(b.args) + [b.kwargs[k] for k in a.kwargs]):
+        problem = _argument_difference(x, y)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _argument_difference(x, y):
+    (kind_x, x), (kind_y, y) = x, y
+    if kind_x != kind_y:
+        return "an argument changed kind (an array made inside the step in one call, outside in the other)"
+    if kind_x == REG:
+        return None if x == y else "an argument came from a different earlier call"
+    if kind_x in (CONST, TENSOR):
+        if x is y:
+            return None
+        arr_x, arr_y = (x.data, y.data) if kind_x == TENSOR else (x, y)
+        if arr_x.shape != arr_y.shape or arr_x.dtype != arr_y.dtype or not _equal_arrays(arr_x, arr_y):
+            return (f"an array of shape {tuple(arr_y.shape)} made outside the recorded calls has different "
+                    "values in the two calls")
+        return None
+    if kind_x == SEQUENCE:
+        if x[0] is not y[0] or len(x[1]) != len(y[1]):
+            return "a list argument changed"
+        for p, q in zip(x[1], y[1]):
+            problem = _argument_difference((p[0], p[1]), (q[0], q[1]))
+            if problem is not None:
+                return problem
+        return None
+    if kind_x == "dict":
+        if x.keys() != y.keys():
+            return "a dict changed its keys"
+        for k in x:
+            problem = _argument_difference(x[k], y[k])
+            if problem is not None:
+                return problem
+        return None
+    return None if _same_literal(x, y) else f"a value changed ({x!r} then {y!r})"
+
+
+def _equal_arrays(a, b) -> bool:
+    """Equal values (NaNs equal); one read from the device, once per compiled signature."""
+    xp = get_array_module(a)
+    same = (a == b) | ((a != a) & (b != b))
+    return bool(item(same.all()))
+
+
+def _same_literal(x, y) -> bool:
+    if x is y:
+        return True
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, Context):  # a new node for each recording: the same op is what matters
+        return x.fn_cls is y.fn_cls
+    if isinstance(x, functools.partial):
+        return _same_literal(x.func, y.func) and len(x.args) == len(y.args) and \
+            all(_same_literal(p, q) for p, q in zip(x.args, y.args)) and x.keywords == y.keywords
+    if isinstance(x, (list, tuple)):
+        return len(x) == len(y) and all(_same_literal(p, q) for p, q in zip(x, y))
+    if isinstance(x, Tensor) or isinstance(x, np.ndarray):
+        return False  # tensors in literals are compared by identity only
+    try:
+        return bool(x == y)
+    except Exception:  # objects without a meaningful ==
+        return False
