@@ -67,9 +67,9 @@ class ModelSpec:
 _SGD9 = dict(lr=0.01, momentum=0.9, weight_decay=1e-5)
 SPECS = {s.name: s for s in [
     ModelSpec("mlp", "mlp", lambda ex: ex.mlp(), lambda tm: tm.mlp(), 128, (0.5, 0.5), "cross_entropy", "SGD",
-              _SGD9, "000 MLP", step_lr=(10, 0.1), epochs=20),
+              _SGD9, "000 MLP", step_lr=(10, 0.1), epochs=30),
     ModelSpec("cnn5", "cnn5", lambda ex: ex.cnn5(), lambda tm: tm.cnn5(), 128, (0.5, 0.5), "cross_entropy", "SGD",
-              _SGD9, "000 CNN", step_lr=(10, 0.1), epochs=20),
+              _SGD9, "000 CNN", step_lr=(5, 0.1), epochs=15),  # accuracy.py: without cnn5.py's rotation
     ModelSpec("pytorch_example", "pytorch_example", lambda ex: ex.Net(), lambda tm: tm.Net(), 64, (0.1307, 0.3081),
               "nll_loss", "SGD", dict(lr=0.01, momentum=0.5), "001", functional_dropout=True, epochs=3),
     ModelSpec("lenet", "lenet", lambda ex: ex.lenet("sigmoid"), lambda tm: tm.lenet("sigmoid"), 256, None,
@@ -138,7 +138,7 @@ def torch_device(device: str) -> str:
 class Trainer:
     """One framework's model, optimiser and loss; ``step(x, y)`` is one training step."""
 
-    def __init__(self, framework: str, model, spec, module=None):
+    def __init__(self, framework: str, model, spec, module=None, compiled: bool = False):
         self.framework, self.model, self.spec = framework, model, spec
         if framework == "tinynet":
             import tinynet
@@ -153,14 +153,20 @@ class Trainer:
         self.loss_fn = getattr(functional, spec.loss)
         self.module = module or model  # the eager module (model may be a torch.compile wrapper)
         self.losses = []
+        # tinynet.compile_step: the first two calls are recorded, later ones replayed (warm-up >= 2)
+        self._step = lib.compile_step(self._eager_step, model=self.module, warmup=0) if compiled else self._eager_step
 
-    def step(self, x, y):
+    def _eager_step(self, x, y):
         out = self.model(x)
         loss = self.loss_fn(out, y)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        self.losses.append(loss.detach())
+        return loss.detach()
+
+    def step(self, x, y):
+        loss = self._step(x, y)
+        self.losses.append(loss)
         return loss
 
     def evaluate_loss(self, x, y, dropout_active) -> float:
@@ -390,6 +396,10 @@ def benchmark_model(spec, args, train_data, test_data) -> dict:
     dropout = has_dropout(tn_model, spec)
     dropout_active = dropout and args.dropout == "on"
     trainers = {"tinynet": Trainer("tinynet", tn_model, spec), "torch": Trainer("torch", th_model, spec)}
+    if args.compile:  # tinynet.compile_step on a second copy of the same initial weights
+        tn_copy = build_tinynet(spec, args.device)
+        tn_copy.load_state_dict(tn_model.state_dict())
+        trainers["tinynet compiled"] = Trainer("tinynet", tn_copy, spec, compiled=True)
     if compiled_copy is not None:
         trainers["torch.compile"] = Trainer("torch.compile", torch.compile(compiled_copy), spec, module=compiled_copy)
     for trainer in trainers.values():
@@ -399,12 +409,12 @@ def benchmark_model(spec, args, train_data, test_data) -> dict:
     tn_batches, th_batches = batches(spec, images, labels, args.warmup + args.steps, args.device, args.seed)
 
     def step_fn(name):
-        trainer, data = trainers[name], (tn_batches if name == "tinynet" else th_batches)
+        trainer, data = trainers[name], (tn_batches if name.startswith("tinynet") else th_batches)
         return lambda r: trainer.step(*data[r + args.warmup])
 
     times = harness.alternate({name: step_fn(name) for name in trainers}, args.steps, args.warmup, sync)
     (tn_eval, th_eval) = eval_batch(*test_data, args.device)
-    losses = {name: t.evaluate_loss(*(tn_eval if name == "tinynet" else th_eval), dropout_active)
+    losses = {name: t.evaluate_loss(*(tn_eval if name.startswith("tinynet") else th_eval), dropout_active)
               for name, t in trainers.items()}
     train_losses = {name: t.train_losses() for name, t in trainers.items()}
     row = {"type": "model", "model": spec.name, "report": spec.report, "batch": spec.batch,
@@ -418,6 +428,13 @@ def benchmark_model(spec, args, train_data, test_data) -> dict:
     row["ratio"] = row["tinynet"]["median_ms"] / row["torch"]["median_ms"]
     if "torch.compile" in row:
         row["ratio_compile"] = row["tinynet"]["median_ms"] / row["torch.compile"]["median_ms"]
+    if "tinynet compiled" in row:
+        compiled, last = trainers["tinynet compiled"]._step, tn_batches[-1]
+        if compiled.fallback_reason(*last) is not None:
+            raise RuntimeError(f"{spec.name}: compile_step fell back to eager: {compiled.fallback_reason(*last)}")
+        row["tinynet compiled"]["instructions"] = len(compiled.program(*last))
+        row["ratio_tinynet_compiled"] = row["tinynet compiled"]["median_ms"] / row["torch"]["median_ms"]
+        row["compiled_over_eager"] = row["tinynet compiled"]["median_ms"] / row["tinynet"]["median_ms"]
 
     # The loss check: on the timed run when it is deterministic, else on a dropout-free rerun.
     if not dropout_active:
@@ -487,7 +504,10 @@ def check_label(c) -> str:
 def write_results(rows, env, args, data_note) -> list:
     stem = harness.results_stem(args.out, args.device, "models" + (f"-threads{args.threads}" if args.threads else ""))
     compile_on = any("torch.compile" in r for r in rows)
+    tn_compiled = any("tinynet compiled" in r for r in rows)
     speed_header = ["model", "batch", "tinynet ms/step", "torch ms/step", "tinynet/torch"]
+    if tn_compiled:
+        speed_header += ["tinynet compiled ms/step", "compiled/torch", "compiled/eager"]
     if compile_on:
         speed_header += ["torch.compile ms/step", "tinynet/compile"]
     speed_header += ["tinynet steps/s", "torch steps/s", "tinynet s/epoch", "torch s/epoch",
@@ -496,6 +516,9 @@ def write_results(rows, env, args, data_note) -> list:
     for r in rows:
         line = [r["model"], r["batch"], harness.fmt(r["tinynet"]["median_ms"], 1), harness.fmt(r["torch"]["median_ms"], 1),
                 harness.fmt(r["ratio"], 2) + "x"]
+        if tn_compiled:
+            line += [harness.fmt(r["tinynet compiled"]["median_ms"], 1), harness.fmt(r["ratio_tinynet_compiled"], 2) + "x",
+                     harness.fmt(r["compiled_over_eager"], 2) + "x"]
         if compile_on:
             c = r.get("torch.compile")
             line += [harness.fmt(c["median_ms"], 1) if c else "n/a", harness.fmt(r.get("ratio_compile"), 2) + "x"]
@@ -543,6 +566,8 @@ def write_results(rows, env, args, data_note) -> list:
     harness.write_markdown(stem.with_suffix(".md"), f"tinynet vs PyTorch: report models, {args.device}", env, sections)
     harness.write_jsonl(stem.with_suffix(".jsonl"), env, rows)
     series = {"tinynet": [r["tinynet"]["median_ms"] for r in rows], "torch": [r["torch"]["median_ms"] for r in rows]}
+    if tn_compiled:
+        series["tinynet compiled"] = [r["tinynet compiled"]["median_ms"] for r in rows]
     if compile_on:
         series["torch.compile"] = [r.get("torch.compile", {}).get("median_ms") for r in rows]
     harness.bar_chart(stem.with_suffix(".png"), [r["model"] for r in rows], series, "median ms per training step (log)",
@@ -563,6 +588,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check-steps", type=int, default=5, help="steps of the dropout-free loss-check run")
     parser.add_argument("--dropout", choices=["on", "off"], default="on", help="dropout in the timed run")
     parser.add_argument("--torch-compile", action="store_true", help="add a torch.compile column (slow to compile)")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a column for tinynet.compile_step (the step recorded once and replayed)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory measurement")
     parser.add_argument("--data-dir", default=harness.default_data_dir(), help="folder with the MNIST files")
     parser.add_argument("--threads", type=int, default=0,
@@ -572,6 +599,8 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-worker", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     specs = parse_models(args.models)
+    if args.compile and args.warmup < 2:
+        parser.error("--compile needs --warmup 2 or more (compile_step records the first two steps)")
     harness.set_threads(args.threads)  # before NumPy, numba or torch start their pools
     if args.memory_worker:  # a child of cpu_memory(): only the framework it measures is imported
         print(json.dumps(memory_worker(args.memory_worker, specs[0], args.device)))
@@ -596,8 +625,10 @@ def main(argv=None) -> int:
         print(f"{spec.name}: {spec_args.steps} steps of batch {spec.batch} ...", flush=True)
         row = benchmark_model(spec, spec_args, (train_images, labels), (test_images, test_labels))
         c = row["loss_check"]
+        compiled = (f", tinynet compiled {row['tinynet compiled']['median_ms']:.1f} ms/step "
+                    f"({row['ratio_tinynet_compiled']:.2f}x)") if "tinynet compiled" in row else ""
         print(f"  tinynet {row['tinynet']['median_ms']:.1f} ms/step, torch {row['torch']['median_ms']:.1f} ms/step "
-              f"({row['ratio']:.2f}x); loss {c['tinynet']:.6f} vs {c['torch']:.6f} "
+              f"({row['ratio']:.2f}x){compiled}; loss {c['tinynet']:.6f} vs {c['torch']:.6f} "
               f"(rel {c['rel_diff']:.1e}) {check_label(c).replace('*', '')}", flush=True)
         rows.append(row)
     env = harness.environment(args.device)
