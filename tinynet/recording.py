@@ -238,8 +238,7 @@ class Recorder:
                 return (REG, register)
             self._remember(value)
             return (CONST, value)
-        if isinstance(value, (list, tuple)) and any(isinstance(v, (Tensor, list, tuple)) or _is_array(v)
-                                                    for v in value):
+        if isinstance(value, (list, tuple)) and _holds_arrays(value):
             container = list if isinstance(value, list) else tuple
             return (SEQUENCE, (container, [self._argument(v) for v in value]))
         return (LITERAL, value)
@@ -280,6 +279,12 @@ class Recorder:
         if isinstance(value, dict):
             return ("dict", {k: self.output_spec(v) for k, v in value.items()})
         return (LITERAL, value)
+
+
+def _holds_arrays(value) -> bool:
+    """Whether a (nested) list or tuple holds a tensor or an array."""
+    return any(isinstance(v, Tensor) or _is_array(v) or (isinstance(v, (list, tuple)) and _holds_arrays(v))
+               for v in value)
 
 
 def _is_array(value) -> bool:
