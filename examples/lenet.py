@@ -52,7 +52,8 @@ def main():
         train(args, train_loader, test_loader)
         return
 
-    settings = [0.15, 0.3, 0.6, 0.9, 1.2, 1.5] if args.sweep == "lr" else [32, 64, 128, 256, 512]
+    # the report's grids: lr 0.15, 0.30, ..., 1.50 and batch 32 ... 512
+    settings = [round(0.15 * k, 2) for k in range(1, 11)] if args.sweep == "lr" else [32, 64, 128, 256, 512]
     accuracies = []
     for value in settings:
         run_args = copy.copy(args)

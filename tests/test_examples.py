@@ -25,7 +25,7 @@ def run_example(script, args, out):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return done.stdout
+    return done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("script,args", EXAMPLES, ids=[f"{s}{''.join(a[:2])}" for s, a in EXAMPLES])
@@ -57,3 +57,21 @@ def test_example_exports_onnx_that_onnxruntime_runs(tmp_path):
     session = ort.InferenceSession(str(path))
     (out,) = session.run(None, {session.get_inputs()[0].name: np.zeros((3, 1, 28, 28), np.float32)})
     assert out.shape == (3, 10)
+
+
+def test_lenet_batch_sweep_trains_each_setting_and_plots(tmp_path):
+    stdout = run_example("lenet.py", ["--sweep", "batch", "--epochs", "1", "--subset", "300"], tmp_path)
+    for batch in (32, 64, 128, 256, 512):
+        assert f"batch={batch}: test accuracy" in stdout
+    assert (tmp_path / "sweep_batch.png").stat().st_size > 1000
+
+
+def test_compiled_example_matches_eager(tmp_path):
+    """--compile replays the recorded step: the same history as the eager run, to the bit."""
+    run_example("lenet_resnet.py", ["--variant", "conv", "--lr", "0.01"], tmp_path / "eager")
+    stdout = run_example("lenet_resnet.py", ["--variant", "conv", "--lr", "0.01", "--compile"], tmp_path / "compiled")
+    assert "running eagerly" not in stdout
+    eager = json.loads((tmp_path / "eager" / "history.json").read_text())
+    compiled = json.loads((tmp_path / "compiled" / "history.json").read_text())
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert compiled[key] == eager[key], key

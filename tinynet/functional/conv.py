@@ -87,6 +87,8 @@ class Conv2d(Function):
 # ---------------------------------------------------------------------------- argument checks
 def _pair(op: str, name: str, value) -> tuple:
     """An int or a sequence of one or two ints as ``(height, width)``; anything else is an error."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value  # the common case, checked without the slower ABC tests below
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value), int(value)
     if isinstance(value, (tuple, list)) and len(value) in (1, 2) \
