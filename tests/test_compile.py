@@ -10,9 +10,9 @@ fit/evaluate(compile=True) give the same history as without; replays make no hos
 synchronisation; programs print readably.
 
 "Replayed" is checked by counting executions of the step's Python body (a replay runs none of it)
-and through ``program``/``fallback_reason``. Tests marked ``xfail(strict=True)`` at the end pin
-bugs found in tinynet while writing these tests: each will XPASS, and so fail, once its bug is
-fixed; then remove the marker.
+and through ``program``/``fallback_reason``. The tests at the end pin bugs found while writing
+these (NumPy scalars from full reductions, a parameters() generator passed to clip_grad_norm_,
+a layer frozen after recording, evaluate's cache keeping models alive).
 """
 import functools
 import gc
@@ -258,7 +258,8 @@ def test_a_host_read_in_the_step_falls_back_naming_the_line(read, device, capsys
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
-            lines.append(inspect.currentframe().f_lineno); value = loss.item() if read == "item" else float(loss)  # noqa: E702,E501
+            lines.append(inspect.currentframe().f_lineno + 1)  # the next line reads the loss
+            value = loss.item() if read == "item" else float(loss)
             logged.append(value)
             return loss.detach()
 
@@ -371,14 +372,14 @@ def test_python_control_flow_on_raw_data_is_detected(capsys):
 
 
 # ============================================================== 6. signatures: batch size, mode
-def _small_run(device, plan, compiled, model_arg=True):
+def _small_run(device, plan, compiled):
     """Train the small net over ``plan``: a list of (batch index, mode) with mode 'train'/'eval'."""
     batches = _images(device, 2, 8, seed=1) + _images(device, 2, 5, seed=2)
     tinynet.manual_seed(0)
     model = _small_net().to(device)
     optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     body = Counted(_make_train_step(model, optimizer, F.cross_entropy))
-    step = tinynet.compile_step(body, model=model if model_arg else None) if compiled else body
+    step = tinynet.compile_step(body, model=model) if compiled else body
     tinynet.manual_seed(1)
     losses = []
     for index, mode in plan:
@@ -523,6 +524,7 @@ def test_replayed_lenet_steps_do_not_synchronise_with_the_host():
         for x, y in batches[3:]:
             losses.append(step(x, y))
     assert body.calls == 3  # these were replays
+    assert all(not v.requires_grad and v.grad_fn is None for v in losses)  # replays return detached tensors
     assert counts["device_to_host"] == 0 and counts["synchronizations"] == 0, counts
     assert counts["blocking_ops"] == 0, counts["blocking_names"]
     assert all(isinstance(v.data, sim.SimArray) for v in losses)
@@ -549,27 +551,21 @@ def test_program_instructions_print_readably():
         assert "\n" not in line and len(line) < 120 and "array(" not in line, line
 
 
-# ========================================================================= bugs found (xfail)
-_NUMPY_SCALAR_BUG = pytest.mark.xfail(strict=True, reason=(
-    "bug: on NumPy a full reduction (x.sum(), x.mean()) or arithmetic on a 0-d array (loss * n) returns a "
-    "NumPy scalar; Recorder._bind_one (recording.py) binds no register for it (_is_array excludes NumPy "
-    "scalars) and Function.apply turns it into a new array only after recording, so the step falls back"))
-
-
+# ======================================================= regressions: bugs found while writing these tests
 @pytest.mark.parametrize("device", [
-    pytest.param("cpu", marks=_NUMPY_SCALAR_BUG),  # fit's step returns loss * n and (pred == y).sum()
+    pytest.param("cpu"),  # fit's step returns loss * n and (pred == y).sum(): NumPy scalars on the CPU
     pytest.param("cuda"),
 ])
 def test_fit_and_evaluate_with_compile_replay(device, capsys):
-    eager, _, eager_forwards, test = _fit(device, False)
-    model, _, forwards, _ = _fit(device, True)
+    _, _, eager_forwards, _ = _fit(device, False)
+    _, _, forwards, _ = _fit(device, True)
     err = capsys.readouterr().err
     assert "running eagerly" not in err, err
     assert forwards < eager_forwards  # replayed steps do not call the model
 
 
 @pytest.mark.parametrize("loss", ["mean", "sum", "scaled"])
-@pytest.mark.parametrize("device", [pytest.param("cpu", marks=_NUMPY_SCALAR_BUG), pytest.param("cuda")])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_a_full_reduction_loss_replays(loss, device):
     batches = _images(device, 5, 4)
     losses = {"mean": lambda out, y: (out * out).mean(), "sum": lambda out, y: (out * out).sum(),
@@ -592,25 +588,26 @@ def test_a_full_reduction_loss_replays(loss, device):
     assert step.fallback_reason(*batches[0]) is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: clip_grad_norm_(model.parameters(), ...) records the generator as a literal; the two "
-    "recordings differ ('a value changed'), so the usual idiom never replays"))
 def test_clip_grad_norm_of_the_parameters_generator_replays():
     batches = _images("cpu", 5, 4)
-    tinynet.manual_seed(0)
-    model = _small_net()
-    optimizer = optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-    step = tinynet.compile_step(_make_train_step(model, optimizer, F.cross_entropy,
-                                                 clip=lambda m: clip_grad_norm_(m.parameters(), 0.05)),
-                                model=model, verbose=False)
-    for x, y in batches:
-        step(x, y)
+
+    def run(compiled):
+        tinynet.manual_seed(0)
+        model = _small_net()
+        optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        step = _make_train_step(model, optimizer, F.cross_entropy,
+                                clip=lambda m: clip_grad_norm_(m.parameters(), 0.05))
+        step = tinynet.compile_step(step, model=model, verbose=False) if compiled else step
+        tinynet.manual_seed(1)
+        for x, y in batches:
+            step(x, y)
+        return model, step
+
+    (eager, _), (model, step) = run(False), run(True)
+    _assert_same_state(model, eager, "cpu")  # a replay must clip too (not pass an exhausted generator)
     assert step.fallback_reason(*batches[0]) is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the signature ignores parameters' requires_grad: freezing a layer after recording keeps "
-    "replaying gradients into it and updating it"))
 def test_freezing_a_layer_after_recording_matches_eager():
     batches = _images("cpu", 7, 4)
 
@@ -632,9 +629,6 @@ def test_freezing_a_layer_after_recording_matches_eager():
     _assert_same(compiled[5].weight, eager[5].weight, "cpu")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: train._eval_steps is a WeakKeyDictionary whose values (the compiled step, a closure over "
-    "the model) reference the key, so evaluate(compile=True) keeps every model alive"))
 def test_evaluate_with_compile_does_not_keep_the_model_alive():
     _, test = _toy_data("cpu")
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))

@@ -210,7 +210,11 @@ def _run_forward(forward, ctx, *args, **kwargs):
     """``forward(ctx, *args)``, as a replay of a recorded step calls it again with the same
     context: the context gets its new saved arrays, and can be walked by backward again."""
     ctx._freed = False
-    return forward(ctx, *args, **kwargs)
+    out = forward(ctx, *args, **kwargs)
+    # NumPy turns 0-d results into scalars; the recorder names arrays, and so does the graph.
+    if isinstance(out, tuple):
+        return tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in out)
+    return np.asarray(out) if isinstance(out, np.generic) else out
 
 
 def _edge(arg):

@@ -35,6 +35,10 @@ How it stays correct:
   numbers from the same seeded sequence as eager steps would. Optimiser steps are replayed as
   calls of ``optimizer.step()``, so a scheduler's new learning rate is used at once.
 
+What the recording cannot see: Python code that writes into arrays directly (``t.data[...] =
+...``, ``t.data += ...``) rather than through tinynet's ops and in-place methods. tinynet's own
+in-place paths (``relu(inplace=True)``, ``add_``, ``copy_``, ...) are recorded.
+
 What a replay returns: the step's return value with every tensor detached (the graph is not
 built, so there is nothing to call ``backward`` on).
 
@@ -87,6 +91,7 @@ class _Entry:
         self.n_inputs = 0
         self.output = None       # how to build the return value from the registers
         self.fallback = None     # why this signature runs eagerly, or None
+        self.guards = ()         # (tensor, requires_grad, shape, dtype) of the tensors the program reads
 
 
 class CompiledStep:
@@ -100,6 +105,7 @@ class CompiledStep:
         self.warmup = int(warmup)
         self.verbose = verbose
         self._entries: dict = {}
+        self._unhashable = None  # the entry of calls whose arguments cannot be a signature
         functools.update_wrapper(self, step_fn)
 
     # ------------------------------------------------------------------ calling
@@ -107,7 +113,11 @@ class CompiledStep:
         entry = self._entry(args)
         entry.calls += 1
         if entry.program is not None:
-            return self._replay(entry, args)
+            if _guards_hold(entry.guards):
+                return self._replay(entry, args)
+            # A parameter was frozen, unfrozen, cast or resized since recording: record again.
+            entry = self._entries[self._signature(args)] = _Entry()
+            entry.calls = 1
         if entry.fallback is not None or entry.calls <= self.warmup:
             return self.step_fn(*args)
         return self._record(entry, args)
@@ -127,8 +137,10 @@ class CompiledStep:
             key = self._signature(args)
             entry = self._entries.get(key)
         except TypeError:  # an unhashable argument: record nothing, run eagerly
-            entry = _Entry()
-            entry.fallback = "an argument is not hashable (pass tensors and plain values)"
+            entry = self._unhashable
+            if entry is None:
+                entry = self._unhashable = _Entry()
+                self._fall_back(entry, "an argument is not hashable (pass tensors and plain values)")
             return entry
         if entry is None:
             entry = self._entries[key] = _Entry()
@@ -155,6 +167,8 @@ class CompiledStep:
                 self._fall_back(entry, difference)
             else:
                 entry.program = recorder.program
+                entry.guards = tuple((t, t.requires_grad, t.data.shape, t.data.dtype)
+                                     for t in recorder.constants.values() if isinstance(t, Tensor))
                 entry.n_registers = len(recorder.values)
                 entry.n_inputs = recorder.n_inputs
                 entry.output = output
@@ -178,13 +192,21 @@ class CompiledStep:
     # ------------------------------------------------------------------ inspection
     def program(self, *args) -> list:
         """The recorded instructions for the signature of ``args`` (empty if not recorded)."""
-        entry = self._entries.get(self._signature(args))
-        return list(entry.program) if entry is not None and entry.program is not None else []
+        entry = self._entry(args)
+        return list(entry.program) if entry.program is not None else []
 
     def fallback_reason(self, *args):
         """Why calls with the signature of ``args`` run eagerly, or None."""
-        entry = self._entries.get(self._signature(args))
-        return None if entry is None else entry.fallback
+        return self._entry(args).fallback
+
+
+def _guards_hold(guards) -> bool:
+    """Whether every tensor the program reads still requires grad (or not), and has the shape
+    and dtype, that it had when the program was recorded."""
+    for tensor, requires_grad, shape, dtype in guards:
+        if tensor._requires_grad != requires_grad or tensor.data.shape != shape or tensor.data.dtype != dtype:
+            return False
+    return True
 
 
 def _build(spec, registers):

@@ -23,6 +23,7 @@ end, eagerly, and ``compile_step`` then falls back to eager execution, naming th
 """
 from __future__ import annotations
 
+import collections.abc
 import functools
 import os
 import traceback
@@ -184,7 +185,7 @@ class Recorder:
         self.program: list[Instruction] = []
         self.register_of: dict[int, int] = {}   # id(array) -> register
         self.values: list = []                  # register -> the array it held while recording
-        self.constants: list = []               # arrays and tensors that existed before the step
+        self.constants: dict = {}               # id -> array or tensor that existed before the step
         self.failure: str | None = None
         self.paused = 0
         self.n_inputs = len(inputs)
@@ -214,6 +215,8 @@ class Recorder:
         """Run ``fn(*args, **kwargs)`` eagerly (its inner calls unrecorded) and record it.
         ``named``, if given, are the values to record in place of ``args`` (the tensors whose
         arrays ``args`` holds, so that a replay reads each parameter's current array)."""
+        # A one-shot iterator (``model.parameters()``) would be empty on replay: take it as a list.
+        args = [list(a) if isinstance(a, collections.abc.Iterator) else a for a in args]
         arg_specs = [self._argument(a) for a in (args if named is None else named)]
         kwarg_specs = {k: self._argument(v) for k, v in kwargs.items()}
         self.paused += 1
@@ -232,10 +235,12 @@ class Recorder:
                 return (REG, register)
             self._remember(value)
             return (TENSOR, value)
-        if _is_array(value):
-            register = self.register_of.get(id(value))
+        if _is_array(value) or isinstance(value, np.generic):
+            register = self.register_of.get(id(value))  # a scalar may be a result of an earlier call
             if register is not None:
                 return (REG, register)
+            if isinstance(value, np.generic):
+                return (LITERAL, value)
             self._remember(value)
             return (CONST, value)
         if isinstance(value, (list, tuple)) and _holds_arrays(value):
@@ -244,8 +249,7 @@ class Recorder:
         return (LITERAL, value)
 
     def _remember(self, value) -> None:
-        if not any(c is value for c in self.constants):
-            self.constants.append(value)
+        self.constants.setdefault(id(value), value)
 
     def _bind(self, result, inputs):
         """Registers for the arrays in ``result``. An input returned as it is (an in-place
@@ -258,7 +262,7 @@ class Recorder:
 
     def _bind_one(self, value, inputs):
         array = _array_of(value)
-        if not _is_array(array) or id(value) in inputs or id(array) in inputs:
+        if not (_is_array(array) or isinstance(array, np.generic)) or id(value) in inputs or id(array) in inputs:
             return None
         return self._new_register(array)
 

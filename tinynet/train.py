@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -116,16 +115,15 @@ def _eval_step(model, loss_fn):
     return eval_step
 
 
-_eval_steps: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _compiled_eval_step(model, loss_fn):
-    """The compiled evaluation step of (model, loss function), kept between calls of
-    ``evaluate`` so that each epoch's evaluation replays the first one's recording."""
-    steps = _eval_steps.setdefault(model, {})
-    if id(loss_fn) not in steps or steps[id(loss_fn)][0] is not loss_fn:
-        steps[id(loss_fn)] = (loss_fn, compile_step(_eval_step(model, loss_fn), model=model, warmup=0))
-    return steps[id(loss_fn)][1]
+    """The compiled evaluation step of (model, loss function), kept on the model between calls
+    of ``evaluate`` so that each epoch's evaluation replays the first one's recording (one at a
+    time: a new loss function replaces it)."""
+    cached = model.__dict__.get("_compiled_eval_step")
+    if cached is None or cached[0] is not loss_fn:
+        cached = (loss_fn, compile_step(_eval_step(model, loss_fn), model=model, warmup=0))
+        object.__setattr__(model, "_compiled_eval_step", cached)  # not a submodule or buffer
+    return cached[1]
 
 
 # -------------------------------------------------------------------------------- checkpoints

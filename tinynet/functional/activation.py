@@ -16,6 +16,7 @@ import warnings
 from .. import dtypes as _dt
 from ..autograd import Function, is_grad_enabled
 from ..kernels.special import erf
+from ..recording import recordable
 from ..tensor import Tensor
 
 __all__ = ["leaky_relu", "elu", "gelu", "silu", "softplus", "prelu", "softmax", "log_softmax"]
@@ -33,9 +34,15 @@ def _check_floating(op: str, input) -> None:
 def finish_inplace(input: Tensor, output: Tensor, inplace: bool) -> Tensor:
     """For ``inplace=True`` outside graph recording: copy the result into ``input`` and return it."""
     if inplace and not (is_grad_enabled() and input.requires_grad):
-        input.data[...] = output.data
+        _copy_into(input, output)
         return input
     return output
+
+
+@recordable
+def _copy_into(input: Tensor, output: Tensor) -> None:
+    """``input[...] = output`` on the arrays (recordable: compile_step replays the write)."""
+    input.data[...] = output.data
 
 
 def stable_sigmoid(xp, x):

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..autograd import Function, is_grad_enabled
+from ..recording import recordable
 from ..tensor import Tensor
 
 __all__ = [
@@ -491,9 +492,15 @@ def relu(input, inplace=False):
     """
     input = _tensor_input("relu", input)
     if inplace and not (input.requires_grad and is_grad_enabled()):
-        input.xp.maximum(input.data, 0, out=input.data)
+        _relu_in_place(input)
         return input
     return Relu.apply(input)
+
+
+@recordable
+def _relu_in_place(input: Tensor) -> None:
+    """max(input, 0) written over ``input`` (recordable: compile_step replays the write)."""
+    input.xp.maximum(input.data, 0, out=input.data)
 
 
 # ---------------------------------------------------------------------------------- clamping
