@@ -348,8 +348,9 @@ def cpu_memory(spec, device, threads=0) -> dict:
         command = [sys.executable, os.path.abspath(__file__), "--memory-worker", framework, "--models", spec.name,
                    "--device", device, "--threads", str(threads)]
         # Large blocks straight from and back to the OS (glibc), so freed memory is not reused
-        # unseen from the heap: the same rule for both frameworks.
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+        # unseen from the heap: the same rule for both frameworks (tinynet's own allocator
+        # settings, tinynet/allocator.py, are switched off for this measurement).
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", TINYNET_MALLOC_TUNING="0")
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             result[framework] = None

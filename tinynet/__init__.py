@@ -2,7 +2,11 @@
 
 The API mirrors PyTorch's: ``import tinynet as torch`` should feel familiar.
 """
-from . import dtypes
+from .allocator import tune_host_allocator
+
+HOST_ALLOCATOR_TUNED = tune_host_allocator()  # before any large array is made; see allocator.py
+
+from . import dtypes  # noqa: E402
 from .dtypes import (float16, float32, float64, uint8, int8, int16, int32, int64, bool_,
                      get_default_dtype, set_default_dtype, promote_types)
 from .backend import Device, device

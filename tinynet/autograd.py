@@ -211,6 +211,8 @@ def _run_forward(forward, ctx, *args, **kwargs):
     context: the context gets its new saved arrays, and can be walked by backward again."""
     ctx._freed = False
     out = forward(ctx, *args, **kwargs)
+    if not any(ctx.needs_input_grad):  # no backward will read them: let them go now, as eager does
+        ctx._saved = ()
     # NumPy turns 0-d results into scalars; the recorder names arrays, and so does the graph.
     if isinstance(out, tuple):
         return tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in out)

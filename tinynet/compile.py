@@ -55,6 +55,7 @@ import numpy as np
 
 from .autograd import Context, is_grad_enabled
 from .backend import get_array_module, item
+from . import recording
 from .recording import CONST, LITERAL, REG, SEQUENCE, TENSOR, Recorder
 from .tensor import Tensor
 
@@ -167,6 +168,7 @@ class CompiledStep:
                 self._fall_back(entry, difference)
             else:
                 entry.program = recorder.program
+                _plan_releases(entry.program, output, recorder.n_inputs)
                 entry.guards = tuple((t, t.requires_grad, t.data.shape, t.data.dtype)
                                      for t in recorder.constants.values() if isinstance(t, Tensor))
                 entry.n_registers = len(recorder.values)
@@ -198,6 +200,27 @@ class CompiledStep:
     def fallback_reason(self, *args):
         """Why calls with the signature of ``args`` run eagerly, or None."""
         return self._entry(args).fallback
+
+
+def _plan_releases(program, output, n_inputs) -> None:
+    """Give each instruction the registers to drop after it runs: those it is the last reader
+    (or, if never read, the writer) of, except the step's inputs and what the step returns. A
+    replay then holds no more arrays at once than the eager step did."""
+    kept = set(range(n_inputs))
+    recording._collect_registers(output, kept_list := [])
+    kept.update(kept_list)
+    last = {}
+    for index, instruction in enumerate(program):
+        for register in instruction.registers_written():
+            last.setdefault(register, index)
+        for register in instruction.registers_read():
+            last[register] = index
+    releases = [[] for _ in program]
+    for register, index in last.items():
+        if register not in kept:
+            releases[index].append(register)
+    for instruction, release in zip(program, releases):
+        instruction.release = tuple(release)
 
 
 def _guards_hold(guards) -> bool:

@@ -94,10 +94,11 @@ class Instruction:
     kept), or a list of (register or None) for a tuple result.
     """
 
-    __slots__ = ("fn", "args", "kwargs", "outputs", "as_arrays")
+    __slots__ = ("fn", "args", "kwargs", "outputs", "as_arrays", "release")
 
     def __init__(self, fn, args, kwargs, outputs, as_arrays):
         self.fn, self.args, self.kwargs, self.outputs, self.as_arrays = fn, args, kwargs, outputs, as_arrays
+        self.release = ()  # registers whose last use is this call: dropped after it (set by compile_step)
 
     def run(self, registers) -> None:
         args = [_resolve(a, registers, self.as_arrays) for a in self.args]
@@ -105,14 +106,27 @@ class Instruction:
             if self.kwargs else {}
         result = self.fn(*args, **kwargs)
         outputs = self.outputs
-        if outputs is None:
-            return
         if type(outputs) is int:
             registers[outputs] = _array_of(result)
-        else:
+        elif outputs is not None:
             for register, value in zip(outputs, result):
                 if register is not None:
                     registers[register] = _array_of(value)
+        for register in self.release:  # as eager execution would, free what is no longer needed
+            registers[register] = None
+
+    def registers_read(self):
+        """The registers this call reads."""
+        found = []
+        for arg in list(self.args) + list(self.kwargs.values()):
+            _collect_registers(arg, found)
+        return found
+
+    def registers_written(self):
+        """The registers this call writes."""
+        if self.outputs is None:
+            return []
+        return [self.outputs] if type(self.outputs) is int else [r for r in self.outputs if r is not None]
 
     def __repr__(self) -> str:
         name = _show_literal(self.fn)
@@ -131,6 +145,18 @@ def _resolve(arg, registers, as_arrays: bool):
         container, items = value
         return container(_resolve(item, registers, as_arrays) for item in items)
     return value  # CONST and LITERAL
+
+
+def _collect_registers(arg, found) -> None:
+    kind, value = arg
+    if kind == REG:
+        found.append(value)
+    elif kind == SEQUENCE:
+        for item in value[1]:
+            _collect_registers(item, found)
+    elif kind == "dict":
+        for item in value.values():
+            _collect_registers(item, found)
 
 
 def _array_of(value):

@@ -1,0 +1,39 @@
+"""Host memory: let the C allocator keep freed memory for reuse instead of handing it back to
+the operating system after every op.
+
+Why: a training step allocates and frees the same large temporaries (activations, im2col
+matrices, gradients) over and over. glibc's malloc serves big blocks with ``mmap`` and returns
+them with ``munmap``, and trims the top of its heap when enough memory is free there; every
+new block then costs a page fault per 4 KiB page, and the kernel zeroes each page. Measured on
+the 2-core development machine, one thread, a training step of LeNet (batch 256) took 28.3 ms
+with 10.7 ms of it in the kernel; with the settings below, 16.5 ms and none. (The 5-block CNN:
+1470 -> 1417 ms.) Caching allocators in other frameworks exist for the same reason.
+
+What is set (glibc ``mallopt``, Linux only): blocks up to 32 MiB (the largest glibc allows) come
+from the heap, the heap is trimmed only when 1 GiB at its top is free, and it grows by 64 MiB
+at a time. The cost: memory freed by tinynet stays with the process (it is reused, not
+leaked). Set ``TINYNET_MALLOC_TUNING=0`` before importing tinynet to keep glibc's defaults.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+__all__ = ["tune_host_allocator"]
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # from glibc's <malloc.h>
+
+
+def tune_host_allocator() -> bool:
+    """Apply the settings above to this process; True if they were applied (glibc on Linux,
+    and not switched off by ``TINYNET_MALLOC_TUNING=0``)."""
+    if os.environ.get("TINYNET_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc; other C libraries have no mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return all(mallopt(option, value) == 1 for option, value in (
+        (_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20)))
