@@ -5,9 +5,10 @@ Why: a training step allocates and frees the same large temporaries (activations
 matrices, gradients) over and over. glibc's malloc serves big blocks with ``mmap`` and returns
 them with ``munmap``, and trims the top of its heap when enough memory is free there; every
 new block then costs a page fault per 4 KiB page, and the kernel zeroes each page. Measured on
-the 2-core development machine, one thread, a training step of LeNet (batch 256) took 28.3 ms
-with 10.7 ms of it in the kernel; with the settings below, 16.5 ms and none. (The 5-block CNN:
-1470 -> 1417 ms.) Caching allocators in other frameworks exist for the same reason.
+the 2-core development machine with ``benchmarks/replay.py --threads 1``: a training step of
+LeNet (batch 256) took 29.4 ms with 8.0 ms of it in the kernel; with the settings below, 17.3 ms
+and none (pytorch_example: 8.8 -> 5.5 ms). Caching allocators in other frameworks exist for the
+same reason.
 
 What is set (glibc ``mallopt``, Linux only): blocks up to 32 MiB (the largest glibc allows) come
 from the heap, the heap is trimmed only when 1 GiB at its top is free, and it grows by 64 MiB
