@@ -27,7 +27,24 @@ def _normalise_index(container: Module, idx) -> int:
     return idx % size
 
 
-class Sequential(Module):
+class _NumberedModules(Module):
+    """What Sequential and ModuleList share: children named "0", "1", ... in order."""
+
+    def __delitem__(self, idx) -> None:
+        keys = list(self._modules)
+        for key in (keys[idx] if isinstance(idx, slice) else [keys[_normalise_index(self, idx)]]):
+            del self._modules[key]
+        # Renumber so that indices stay 0..n-1, as in PyTorch.
+        self._modules = OrderedDict((str(i), m) for i, m in enumerate(self._modules.values()))
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class Sequential(_NumberedModules):
     """A chain of modules: ``forward(x)`` feeds ``x`` to the first, its output to the second,
     and so on, returning the last output.
 
@@ -70,19 +87,6 @@ class Sequential(Module):
         key = list(self._modules)[_normalise_index(self, idx)]
         setattr(self, key, module)
 
-    def __delitem__(self, idx) -> None:
-        keys = list(self._modules)
-        for key in (keys[idx] if isinstance(idx, slice) else [keys[_normalise_index(self, idx)]]):
-            del self._modules[key]
-        # Renumber so that indices stay 0..n-1, as in PyTorch.
-        self._modules = OrderedDict((str(i), m) for i, m in enumerate(self._modules.values()))
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def append(self, module: Module) -> "Sequential":
         """Add ``module`` at the end; returns self."""
         self.add_module(str(len(self)), module)
@@ -111,7 +115,7 @@ class Sequential(Module):
         return module
 
 
-class ModuleList(Module):
+class ModuleList(_NumberedModules):
     """A list of modules, registered so that their parameters belong to the parent.
 
     Args:
@@ -141,18 +145,6 @@ class ModuleList(Module):
 
     def __setitem__(self, idx: int, module: Module) -> None:
         setattr(self, str(_normalise_index(self, idx)), module)
-
-    def __delitem__(self, idx) -> None:
-        keys = list(self._modules)
-        for key in (keys[idx] if isinstance(idx, slice) else [keys[_normalise_index(self, idx)]]):
-            del self._modules[key]
-        self._modules = OrderedDict((str(i), m) for i, m in enumerate(self._modules.values()))
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __iadd__(self, modules) -> "ModuleList":
         return self.extend(modules)
