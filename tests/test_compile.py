@@ -637,3 +637,30 @@ def test_evaluate_with_compile_does_not_keep_the_model_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_gradient_hooks_run_on_every_replay_and_forward_hooks_do_not():
+    """Documented in compile.py: register_hook is part of backward (replayed); Python in the step
+    and module forward hooks are not."""
+    tinynet.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    seen_grads, seen_forwards = [], []
+    model[0].weight.register_hook(lambda g: seen_grads.append(g.detach().clone()))  # no host read
+    model[0].register_forward_hook(lambda module, inputs, output: seen_forwards.append(1))
+
+    def step(x, y):
+        optimizer.zero_grad(set_to_none=False)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    compiled = tinynet.compile_step(step, model=model)
+    x, y = tinynet.randn(5, 4), tinynet.randint(0, 2, (5,))
+    for _ in range(5):
+        compiled(x, y)
+    assert compiled.fallback_reason(x, y) is None and compiled.program(x, y)
+    assert len(seen_grads) == 5      # every call, replays included
+    assert len(seen_forwards) == 3   # the eager call and the two recorded ones
+    assert not np.array_equal(seen_grads[-1].numpy(), seen_grads[-2].numpy())  # each replay's own gradient

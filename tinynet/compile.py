@@ -39,6 +39,10 @@ What the recording cannot see: Python code that writes into arrays directly (``t
 ...``, ``t.data += ...``) rather than through tinynet's ops and in-place methods. tinynet's own
 in-place paths (``relu(inplace=True)``, ``add_``, ``copy_``, ...) are recorded.
 
+Python side effects of the step itself (printing, appending to a list, a module's forward
+hooks) happen on the eager and recorded calls only: a replay runs none of the step's Python.
+Gradient hooks (``register_hook``) are part of the backward pass and do run on every replay.
+
 What a replay returns: the step's return value with every tensor detached (the graph is not
 built, so there is nothing to call ``backward`` on).
 
