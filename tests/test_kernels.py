@@ -214,3 +214,54 @@ def test_max_pool_first_maximum_wins():
         out, argmax = forward(x, (1, 2), (1, 1), (0, 0), (1, 1))
         np.testing.assert_array_equal(out[0, 0, 0], [3, 3, 3])
         np.testing.assert_array_equal(argmax[0, 0, 0], [0, 1, 3])
+
+
+# ------------------------------------------------------------------------------ batch norm
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.integers(1, 4)),
+       affine=st.booleans(), seed=seeds)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_numba_matches_the_reference(dtype, shape, affine, seed):
+    """tinynet/kernels/norm.py against BatchNorm's array code (run under reference_kernels)."""
+    import tinynet
+    from tinynet.functional.norm import BatchNorm
+    from tinynet.kernels import norm as k_norm
+    assume(shape[0] * shape[2] * shape[3] > 1)  # the unbiased running variance needs M > 1
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal(shape[1]).astype(dtype) if affine else None
+    bias = rng.standard_normal(shape[1]).astype(dtype) if affine else None
+
+    def reference():
+        with dispatch.reference_kernels():
+            args = [tinynet.tensor(x, requires_grad=True)] + [
+                None if a is None else tinynet.tensor(a, requires_grad=True) for a in (weight, bias)]
+            mean, var = tinynet.zeros(shape[1], dtype=dtype), tinynet.ones(shape[1], dtype=dtype)
+            y = BatchNorm.apply(*args, mean, var, training=True, momentum=0.1, eps=1e-5)
+            y.backward(tinynet.tensor(grad))
+            return y.data, [None if a is None else a.grad.data for a in args], mean.data, var.data
+
+    y_ref, grads_ref, mean_ref, var_ref = reference()
+    y, x_hat, mean, var, inv_std = k_norm.batch_norm_forward_numba(x, weight, bias, 1e-5)
+    grad_x, grad_weight, grad_bias = k_norm.batch_norm_backward_numba(grad, x_hat, inv_std, weight, True)
+    close = CLOSE[dtype] if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y, y_ref, **close)
+    np.testing.assert_allclose(grad_x, grads_ref[0], **close)
+    np.testing.assert_allclose(0.9 * 0 + 0.1 * mean, mean_ref, **close)
+    count = x.size // shape[1]
+    np.testing.assert_allclose(0.9 + 0.1 * var * count / (count - 1), var_ref, **close)
+    if affine:
+        np.testing.assert_allclose(grad_weight, grads_ref[1], **close)
+        np.testing.assert_allclose(grad_bias, grads_ref[2], **close)
+    assert y.dtype == grad_x.dtype == dtype
+
+
+def test_batch_norm_takes_the_numba_path_on_cpu_float_arrays(monkeypatch):
+    import tinynet
+    from tinynet.functional import norm as f_norm
+    calls = []
+    original = f_norm.batch_norm_forward_numba
+    monkeypatch.setattr(f_norm, "batch_norm_forward_numba", lambda *a: calls.append(1) or original(*a))
+    x = tinynet.randn(4, 3, 2, 2)
+    tinynet.nn.functional.batch_norm(x, None, None, training=True)
+    assert calls == [1]

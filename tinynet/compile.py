@@ -159,7 +159,7 @@ class CompiledStep:
         with Recorder(inputs) as recorder:
             result = self.step_fn(*args)
             output = recorder.output_spec(result)
-        if recorder.failure is None and _uses_inputs_as_constants(output, recorder):
+        if recorder.failure is None and _returns_outside_arrays(output, recorder):
             recorder.fail("the step returns an array it did not make (return tensors the step computes)")
         if recorder.failure is not None:
             self._fall_back(entry, recorder.failure)
@@ -210,9 +210,9 @@ def _plan_releases(program, output, n_inputs) -> None:
     """Give each instruction the registers to drop after it runs: those it is the last reader
     (or, if never read, the writer) of, except the step's inputs and what the step returns. A
     replay then holds no more arrays at once than the eager step did."""
-    kept = set(range(n_inputs))
-    recording._collect_registers(output, kept_list := [])
-    kept.update(kept_list)
+    returned = []
+    recording._collect_registers(output, returned)
+    kept = set(range(n_inputs)) | set(returned)
     last = {}
     for index, instruction in enumerate(program):
         for register in instruction.registers_written():
@@ -252,15 +252,16 @@ def _build(spec, registers):
     return value
 
 
-def _uses_inputs_as_constants(spec, recorder) -> bool:
-    """Whether the output holds an array that is neither made by the step nor a step input."""
+def _returns_outside_arrays(spec, recorder) -> bool:
+    """Whether the return value holds an array that existed before the step (a parameter, say):
+    a replay could only hand back that same array, not a result of its own."""
     kind, value = spec
     if kind in (CONST, TENSOR):
         return True
     if kind == SEQUENCE:
-        return any(_uses_inputs_as_constants(s, recorder) for s in value[1])
+        return any(_returns_outside_arrays(s, recorder) for s in value[1])
     if kind == "dict":
-        return any(_uses_inputs_as_constants(s, recorder) for s in value.values())
+        return any(_returns_outside_arrays(s, recorder) for s in value.values())
     return False
 
 

@@ -9,7 +9,8 @@ runs as one kernel each way (``tinynet/kernels/cuda/norm.py``), computing the sa
 from __future__ import annotations
 
 from ..autograd import Function
-from ..kernels.dispatch import uses_cuda
+from ..kernels.dispatch import uses_cuda, uses_numba
+from ..kernels.norm import batch_norm_backward_numba, batch_norm_forward_numba
 from ..tensor import Tensor
 
 __all__ = ["batch_norm"]
@@ -39,6 +40,10 @@ class BatchNorm(Function):
 
     i.e. the gradient of x_hat with its components along the two directions that the
     normalisation removes (a constant shift and a rescaling) projected out.
+
+    The array code below is the readable version. In training, float32/float64 NumPy arrays
+    take the compiled loops of ``tinynet/kernels/norm.py`` (the same formulas, one task per
+    channel, 3-4x faster), CuPy arrays the fused kernels of ``tinynet/kernels/cuda/norm.py``.
     """
 
     @staticmethod
@@ -54,15 +59,17 @@ class BatchNorm(Function):
                                                            momentum, eps)
             ctx.save_for_backward(x_hat, inv_std, weight)
             return y
+        ctx.numba = training and uses_numba(x) and x.ndim >= 2
+        if ctx.numba:  # the same computation as compiled loops, one task per channel (CPU)
+            y, x_hat, mean, var, inv_std = batch_norm_forward_numba(x, weight, bias, eps)
+            _update_running_stats(x, running_mean, running_var, mean, var, momentum)
+            ctx.save_for_backward(x_hat, inv_std, weight)
+            return y
         if training:
             mean = x.mean(axis=axes, keepdims=True)
             centered = x - mean
             var = (centered * centered).mean(axis=axes, keepdims=True)  # two-pass: stable
-            if running_mean is not None:
-                _update_running_stat(running_mean, mean.reshape(-1), momentum)
-            if running_var is not None:
-                count = x.size // x.shape[1]
-                _update_running_stat(running_var, var.reshape(-1) * (count / (count - 1)), momentum)
+            _update_running_stats(x, running_mean, running_var, mean.reshape(-1), var.reshape(-1), momentum)
         else:
             centered = x - running_mean.reshape(channel_shape)
             var = running_var.reshape(channel_shape)
@@ -83,6 +90,9 @@ class BatchNorm(Function):
             from ..kernels.cuda.norm import batch_norm_backward_cuda
             grad_x, grad_weight, grad_bias = batch_norm_backward_cuda(grad, x_hat, inv_std, gamma, need_x)
             return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None
+        if ctx.numba:  # the same formulas as compiled loops (inv_std and gamma are (C,) here)
+            grad_x, grad_weight, grad_bias = batch_norm_backward_numba(grad, x_hat, inv_std, gamma, need_x)
+            return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None
         axes = ctx.axes
         grad_x = grad_weight = grad_bias = None
         if need_weight:
@@ -99,6 +109,16 @@ class BatchNorm(Function):
             else:
                 grad_x = dxhat * inv_std
         return grad_x, grad_weight, grad_bias, None, None
+
+
+def _update_running_stats(x, running_mean, running_var, mean, var, momentum) -> None:
+    """Fold the batch's (C,) mean and biased variance into the running statistics; the
+    variance is made unbiased (times M / (M - 1), M values per channel) first, as PyTorch does."""
+    if running_mean is not None:
+        _update_running_stat(running_mean, mean, momentum)
+    if running_var is not None:
+        count = x.size // x.shape[1]
+        _update_running_stat(running_var, var * (count / (count - 1)), momentum)
 
 
 def _update_running_stat(running, batch_stat, momentum) -> None:
