@@ -183,8 +183,8 @@ class Function:
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args) \
             if record else (False,) * len(args)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        recorder = recording._active
-        if recorder is None or recorder.paused:
+        recorder = recording.active_recorder()
+        if recorder is None:
             out = cls.forward(ctx, *raw, **kwargs)
         else:  # compile_step is recording: note this kernel call, to replay it without the Python here
             out = recorder.call(_run_forward, (cls.forward, ctx, *raw), kwargs, as_arrays=True,
@@ -213,10 +213,8 @@ def _run_forward(forward, ctx, *args, **kwargs):
     out = forward(ctx, *args, **kwargs)
     if not any(ctx.needs_input_grad):  # no backward will read them: let them go now, as eager does
         ctx._saved = ()
-    # NumPy turns 0-d results into scalars; the recorder names arrays, and so does the graph.
-    if isinstance(out, tuple):
-        return tuple(np.asarray(o) if isinstance(o, np.generic) else o for o in out)
-    return np.asarray(out) if isinstance(out, np.generic) else out
+    # The recorder names arrays, as the graph does: NumPy's 0-d scalars become arrays here.
+    return tuple(_as_array(o) for o in out) if isinstance(out, tuple) else _as_array(out)
 
 
 def _edge(arg):
@@ -229,18 +227,21 @@ def _edge(arg):
     return (arg.grad_fn, arg._output_nr)
 
 
+def _as_array(value):
+    """NumPy turns 0-d results into scalars (``np.generic``); tensors and the recorder hold
+    arrays, so make them 0-d arrays again. Anything else is returned as it is."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
 def _output(array, ctx, index):
-    if isinstance(array, np.generic):  # NumPy turns 0-d results into scalars; keep arrays
-        array = np.asarray(array)
+    array = _as_array(array)
     if array.dtype.kind not in "fc":
         return Tensor._wrap(array)
     return Tensor._wrap(array, requires_grad=True, grad_fn=ctx, output_nr=index)
 
 
 def _output_without_graph(array):
-    if isinstance(array, np.generic):
-        array = np.asarray(array)
-    return Tensor._wrap(array)
+    return Tensor._wrap(_as_array(array))
 
 
 def _check_same_device(op: str, tensors) -> None:
@@ -269,8 +270,13 @@ def unbroadcast(grad, shape):
     return grad
 
 
+def _grad_fits(grad, meta) -> bool:
+    """Whether ``grad`` already is an array of the input's (shape, dtype): nothing to shape."""
+    return grad.shape == meta[0] and grad.dtype == meta[1] and not isinstance(grad, np.generic)
+
+
 def _shape_grad(op: str, grad, meta):
-    """Give an input's gradient the input's shape and dtype."""
+    """Give an input's gradient the input's shape and dtype (see :func:`_grad_fits`)."""
     shape, dtype = meta
     if grad.shape != shape:
         grad = unbroadcast(grad, shape)
@@ -279,9 +285,7 @@ def _shape_grad(op: str, grad, meta):
                                f"of shape {shape}")
     if grad.dtype != dtype:
         grad = grad.astype(dtype)
-    if isinstance(grad, np.generic):  # NumPy returns 0-d results as scalars; keep arrays
-        grad = np.asarray(grad)
-    return grad
+    return _as_array(grad)
 
 
 def _run_hooks(hooks, grad_array):
@@ -349,8 +353,8 @@ def _call(fn, *args):
 def _engine_runner():
     """How backward runs each step that makes an array: directly, or, while compile_step
     records, through the recorder, which notes the call so that a replay repeats it."""
-    recorder = recording._active
-    if recorder is None or recorder.paused:
+    recorder = recording.active_recorder()
+    if recorder is None:
         return _call
     return lambda fn, *args: recorder.call(fn, args, {}, as_arrays=True)
 
@@ -399,7 +403,7 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
         for edge, meta, g in zip(node.edges, node.input_meta, input_grads):
             if edge is None or g is None:
                 continue
-            if g.shape != meta[0] or g.dtype != meta[1] or isinstance(g, np.generic):
+            if not _grad_fits(g, meta):  # checked first, so no call is recorded for nothing
                 g = run(_shape_grad, node.name, g, meta)
             if type(edge) is tuple:
                 nxt, slot = edge

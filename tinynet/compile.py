@@ -159,7 +159,7 @@ class CompiledStep:
         with Recorder(inputs) as recorder:
             result = self.step_fn(*args)
             output = recorder.output_spec(result)
-        if recorder.failure is None and _returns_outside_arrays(output, recorder):
+        if recorder.failure is None and _returns_outside_arrays(output):
             recorder.fail("the step returns an array it did not make (return tensors the step computes)")
         if recorder.failure is not None:
             self._fall_back(entry, recorder.failure)
@@ -252,16 +252,16 @@ def _build(spec, registers):
     return value
 
 
-def _returns_outside_arrays(spec, recorder) -> bool:
+def _returns_outside_arrays(spec) -> bool:
     """Whether the return value holds an array that existed before the step (a parameter, say):
     a replay could only hand back that same array, not a result of its own."""
     kind, value = spec
     if kind in (CONST, TENSOR):
         return True
     if kind == SEQUENCE:
-        return any(_returns_outside_arrays(s, recorder) for s in value[1])
+        return any(_returns_outside_arrays(s) for s in value[1])
     if kind == "dict":
-        return any(_returns_outside_arrays(s, recorder) for s in value.values())
+        return any(_returns_outside_arrays(s) for s in value.values())
     return False
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["Recorder", "recordable", "recording", "note_host_read"]
+__all__ = ["Recorder", "recordable", "active_recorder", "note_host_read"]
 
 _active = None  # the Recorder while a step is being recorded, else None
 Tensor = None   # tinynet.Tensor, set by tensor.py (which imports this module before defining it)
@@ -40,9 +40,11 @@ Tensor = None   # tinynet.Tensor, set by tensor.py (which imports this module be
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def recording():
-    """The active :class:`Recorder`, or None (the usual, eager case)."""
-    return _active
+def active_recorder():
+    """The Recorder that should note the next call: the active one, unless it is paused inside
+    an opaque call it is already recording; else None."""
+    recorder = _active
+    return None if recorder is None or recorder.paused else recorder
 
 
 def recordable(fn):
@@ -52,8 +54,8 @@ def recordable(fn):
     Costs one global lookup when nothing is recorded."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        recorder = _active
-        if recorder is None or recorder.paused:
+        recorder = active_recorder()
+        if recorder is None:
             return fn(*args, **kwargs)
         return recorder.call(fn, args, kwargs)
     return wrapper
