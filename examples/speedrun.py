@@ -21,7 +21,7 @@ from tinynet import nn, optim
 from tinynet.backend import device as _device
 from tinynet.data import MNIST, DataLoader, TensorDataset
 from tinynet.experiment import seed_everything
-from tinynet.train import evaluate
+from tinynet.train import evaluate, make_train_step
 
 
 def speednet(widths=(8, 16, 64)):
@@ -51,19 +51,6 @@ def lr_at(step, total, peak, warmup):
     return peak * max(0.0, (total - step) / max(1, total - ramp))
 
 
-def make_step(model, optimizer, label_smoothing):
-    """Forward, loss, backward, update; returns the batch's summed loss as a device tensor (no
-    read on the host inside the step, so it can be recorded and replayed)."""
-    def train_step(x, y):
-        loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=False)
-        loss.backward()
-        optimizer.step()
-        with tinynet.no_grad():
-            return loss.detach() * y.shape[0]
-    return train_step
-
-
 def load(args, dev):
     train = MNIST(args.data_dir, train=True, download=args.download, device=dev)
     test = MNIST(args.data_dir, train=False, download=args.download, device=dev)
@@ -78,7 +65,10 @@ def train_once(args, seed, train_set, test_set, dev):
     model = speednet(tuple(args.widths)).to(dev)
     optimizer = optim.SGD(model.parameters(), lr=0.0, momentum=args.momentum, nesterov=True,
                           weight_decay=args.weight_decay)
-    step_fn = make_step(model, optimizer, args.label_smoothing)
+    # fit's step: forward, loss, backward, update; it returns the batch's summed loss (and its
+    # correct count) as device tensors, with no read on the host, so it can be recorded and replayed.
+    step_fn = make_train_step(model, optimizer,
+                              lambda logits, y: F.cross_entropy(logits, y, label_smoothing=args.label_smoothing))
     if not args.no_compile:
         step_fn = tinynet.compile_step(step_fn, model=model)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=seed, drop_last=True)
@@ -94,7 +84,7 @@ def train_once(args, seed, train_set, test_set, dev):
         for x, y in loader:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, args.lr, args.warmup)
-            batch_loss = step_fn(x, y)
+            batch_loss, _ = step_fn(x, y)
             loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss  # on the device, no read
             if first_loss is None:
                 with tinynet.no_grad():

@@ -82,6 +82,11 @@ def _backward_loops(grad, x_hat, gamma, inv_std, need_x):
     return grad_x, sums
 
 
+def _per_channel(value, channels: int, dtype, default: float):
+    """A (C,) contiguous array of ``dtype``: ``value``, or ``default`` everywhere when None."""
+    return np.full(channels, default, dtype) if value is None else np.ascontiguousarray(value, dtype)
+
+
 def _as_ncs(array):
     """(N, C, ...) as a C-contiguous (N, C, S) array."""
     return np.ascontiguousarray(array).reshape(array.shape[0], array.shape[1], -1)
@@ -93,9 +98,7 @@ def batch_norm_forward_numba(x, weight, bias, eps):
     Returns ``(y, x_hat, mean, var, inv_std)``: ``y`` and ``x_hat`` shaped like ``x``; the
     per-channel batch mean, biased variance and ``1/sqrt(var + eps)`` as (C,) arrays of x's
     dtype. ``weight``/``bias`` may be None (1 and 0)."""
-    channels = x.shape[1]
-    gamma = np.ones(channels, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
-    beta = np.zeros(channels, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    gamma, beta = (_per_channel(v, x.shape[1], x.dtype, d) for v, d in ((weight, 1.0), (bias, 0.0)))
     y, x_hat, stats = _forward_loops(_as_ncs(x), gamma, beta, float(eps))
     mean, var, inv_std = (s.astype(x.dtype) for s in stats)
     return y.reshape(x.shape), x_hat.reshape(x.shape), mean, var, inv_std
@@ -104,8 +107,7 @@ def batch_norm_forward_numba(x, weight, bias, eps):
 def batch_norm_backward_numba(grad, x_hat, inv_std, weight, need_x: bool):
     """Gradients of training-mode batch norm: ``(grad_x or None, grad_weight, grad_bias)``, the
     last two (C,). ``inv_std`` is (C,); ``weight`` (C,) or None."""
-    channels = grad.shape[1]
-    gamma = np.ones(channels, grad.dtype) if weight is None else np.ascontiguousarray(weight, grad.dtype)
+    gamma = _per_channel(weight, grad.shape[1], grad.dtype, 1.0)
     grad_x, sums = _backward_loops(_as_ncs(grad), _as_ncs(x_hat), gamma,
                                    np.ascontiguousarray(inv_std, np.float64).reshape(-1), bool(need_x))
     grad_weight, grad_bias = (s.astype(grad.dtype) for s in sums)
