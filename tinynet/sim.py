@@ -48,7 +48,14 @@ What it is:
       ``where``, ``unique``, ``compress``/``extract``, and ``bincount`` (which reads the
       maximum back to size its result); ``blocking_names`` counts them by name;
   ``synchronizations``
-      explicit ``Device.synchronize()`` / ``Stream.synchronize()`` calls.
+      explicit ``Device.synchronize()`` / ``Stream.synchronize()`` calls;
+  ``launches`` / ``gemms`` / ``fills``
+      what a GPU would have queued: ``launches`` counts every kernel (each emulated CUDA C
+      launch, reported by the launcher through :meth:`Stats._launch`, and every CuPy function,
+      ufunc, reduction, copy or fill the stand-in runs that writes device memory); ``gemms`` the
+      matrix products among them (matmul, dot, tensordot, ...) and ``fills`` the memsets
+      (zeros, full, ``a.fill``, ``a[...] = scalar``). Views, reshapes, ``empty`` and metadata
+      launch nothing. ``launch_names`` counts launches by name.
 
 Devices: ``device_count`` simulated GPUs (:func:`configure`, default 1). Arrays remember their
 device; an op on arrays of two devices raises ``ValueError`` naming both (stricter than CuPy,
@@ -92,16 +99,27 @@ class Stats:
     """Counters of what the simulated device did (see the module docstring)."""
 
     _FIELDS = ("allocations", "allocated_bytes", "live_bytes", "peak_bytes", "device_to_host",
-               "host_to_device", "blocking_ops", "synchronizations")
+               "host_to_device", "blocking_ops", "synchronizations", "launches", "gemms", "fills")
 
     def __init__(self):
         for name in self._FIELDS:
             setattr(self, name, 0)
         self.blocking_names = collections.Counter()  # which blocking ops ran, by name
+        self.launch_names = collections.Counter()    # which kernels were launched, by name
 
     def _blocking(self, name: str) -> None:
         self.blocking_ops += 1
         self.blocking_names[name] += 1
+
+    def _launch(self, name: str, kind: str = "kernel") -> None:
+        """Count one kernel launch called ``name``; ``kind`` 'gemm' or 'fill' also counts it
+        among the matrix products or the fills."""
+        self.launches += 1
+        self.launch_names[name] += 1
+        if kind == "gemm":
+            self.gemms += 1
+        elif kind == "fill":
+            self.fills += 1
 
     def snapshot(self) -> dict:
         return {name: getattr(self, name) for name in self._FIELDS}
@@ -322,6 +340,35 @@ _BLOCKING = {"nonzero", "argwhere", "flatnonzero", "unique", "unique_values", "u
 _DEVICE_BOOL = {"allclose", "array_equal", "array_equiv"}
 
 
+# What a call would launch on a GPU. By default a call launches one kernel when it writes device
+# memory: into ``out=``, or into a buffer it made (a view of an input, or a host result, launches
+# nothing). The names below are the exceptions and the kinds counted apart.
+_NO_KERNEL = {"empty", "empty_like"}                                   # allocation only
+_FILLS = {"zeros", "zeros_like", "ones", "ones_like", "full", "full_like"}
+_GEMMS = {"matmul", "dot", "tensordot", "vdot", "inner", "einsum"}
+_WRITES_IN_PLACE = {"copyto", "put", "place", "putmask", "put_along_axis", "fill_diagonal"}  # return None
+
+
+def _is_new_buffer(result) -> bool:
+    """Whether ``result`` (a NumPy result, before wrapping) holds a buffer the simulator has not
+    seen: memory the call wrote, not a view of an existing device array."""
+    if isinstance(result, np.generic):
+        return True
+    if isinstance(result, np.ndarray):
+        return id(_owner(result)) not in _buffers
+    if isinstance(result, (tuple, list)):
+        return builtins.any(_is_new_buffer(r) for r in result)
+    return False
+
+
+def _count_launch(name: str, result, wrote: bool) -> None:
+    """Count the launch that a call named ``name`` would make (see ``_NO_KERNEL`` above)."""
+    if name in _NO_KERNEL:
+        return
+    if wrote or name in _WRITES_IN_PLACE or _is_new_buffer(result):
+        stats._launch(name, "fill" if name in _FILLS else "gemm" if name in _GEMMS else "kernel")
+
+
 def _call(fn, name: str, args, kwargs, allow_host: bool = False):
     """Run NumPy's ``fn`` on the arrays inside the SimArrays and wrap the result."""
     unwrap = _Unwrapper(allow_host)
@@ -333,6 +380,7 @@ def _call(fn, name: str, args, kwargs, allow_host: bool = False):
     if name in _BLOCKING or (name == "where" and len(args) == 1):
         stats._blocking(name)
     result = fn(*args, **kwargs)
+    _count_launch(name, result, outs is not None)
     if outs is not None:
         return outs
     if name in _DEVICE_BOOL:
@@ -359,18 +407,19 @@ class _Ufunc:
         args = (inner, indices) if b is None else (inner, indices, unwrap(b))
         unwrap.device()
         self._ufunc.at(*args)
+        stats._launch(f"{self.__name__}.at")
 
     def reduce(self, *args, **kwargs):
-        return _call(self._ufunc.reduce, "reduce", args, kwargs)
+        return _call(self._ufunc.reduce, f"{self.__name__}.reduce", args, kwargs)
 
     def accumulate(self, *args, **kwargs):
-        return _call(self._ufunc.accumulate, "accumulate", args, kwargs)
+        return _call(self._ufunc.accumulate, f"{self.__name__}.accumulate", args, kwargs)
 
     def outer(self, *args, **kwargs):
-        return _call(self._ufunc.outer, "outer", args, kwargs)
+        return _call(self._ufunc.outer, f"{self.__name__}.outer", args, kwargs)
 
     def reduceat(self, *args, **kwargs):
-        return _call(self._ufunc.reduceat, "reduceat", args, kwargs)
+        return _call(self._ufunc.reduceat, f"{self.__name__}.reduceat", args, kwargs)
 
     def __repr__(self) -> str:
         return f"<simulated ufunc '{self.__name__}'>"
@@ -556,7 +605,9 @@ class SimArray:
         dev = unwrap.device()
         if _has_mask(inner):
             stats._blocking("boolean-mask indexing")
-        return _wrap(self._a[inner], dev)
+        result = self._a[inner]
+        _count_launch("getitem", result, False)  # a gather (advanced index); a slice is a view
+        return _wrap(result, dev)
 
     def __setitem__(self, index, value):
         unwrap = _Unwrapper()
@@ -569,18 +620,22 @@ class SimArray:
             stats.host_to_device += 1
         unwrap.device()
         self._a[inner] = value
+        stats._launch("setitem", "fill" if isinstance(value, _SCALARS) else "kernel")
 
     # ------------------------------------------------------------------------------- methods
     def copy(self, order="C"):
         """A copy on the *current* device (CuPy's rule, which is how arrays move between GPUs)."""
+        stats._launch("copy")
         return _wrap(self._a.copy(order=order), _current_id())
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and np.dtype(dtype) == self._a.dtype:
             return self
+        stats._launch("astype")
         return _wrap(self._a.astype(dtype, order=order, copy=True), self._dev)
 
     def fill(self, value):
+        stats._launch("fill", "fill")
         if isinstance(value, SimArray):
             self._a[...] = value._a
         else:
@@ -608,6 +663,7 @@ class SimArray:
                 outs = _outs(kwargs, unwrap)
                 kwargs = {k: (v if k == "out" else unwrap(v)) for k, v in kwargs.items()}
                 result = attr(*args, **kwargs)
+                _count_launch(name, result, outs is not None)
                 return outs if outs is not None else _wrap(result, unwrap.device())
             method.__name__ = name
             return method
@@ -647,6 +703,7 @@ def _explicit_copy(obj, dtype=None, copy=True, order="K"):
     if isinstance(obj, (list, tuple)) and builtins.any(isinstance(o, SimArray) for o in obj):
         return _call(np.stack, "stack", ([_explicit_copy(o, dtype) for o in obj],), {})
     stats.host_to_device += 1
+    stats._launch("host_to_device")  # a copy queued on the stream, like a kernel
     a = np.array(obj, dtype=dtype, copy=True, order=order)
     _track(a)
     return SimArray._from_ndarray(a, _current_id())
@@ -714,6 +771,7 @@ class RandomState:
         self._rng = np.random.Generator(np.random.PCG64(seed))
 
     def _out(self, a):
+        stats._launch("random")  # one curand kernel per draw
         return _wrap(np.asarray(a), self._dev)
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
@@ -747,16 +805,19 @@ class RandomState:
 
     def permutation(self, num):
         if isinstance(num, SimArray):
+            stats._launch("random")
             return _wrap(self._rng.permutation(num._a), num._dev)
         return self._out(self._rng.permutation(num))
 
     def shuffle(self, a) -> None:
         if not isinstance(a, SimArray):
             raise TypeError(f"shuffle: expected a simulated CUDA array, got {type(a).__name__}")
+        stats._launch("random")
         self._rng.shuffle(a._a)
 
     def choice(self, a, size=None, replace=True, p=None):
         unwrap = _Unwrapper()
+        stats._launch("random")
         return _wrap(self._rng.choice(unwrap(a), size, replace, unwrap(p)), self._dev)
 
 
@@ -882,6 +943,7 @@ def _erf(x):
         import math
         values = np.frompyfunc(math.erf, 1, 1)(x._a)  # an object array, or a float for 0-d input
         out = np.asarray(values, dtype=x._a.dtype if x._a.dtype.kind == "f" else np.float64)
+    stats._launch("erf")
     return _wrap(np.asarray(out), x._dev)
 
 
@@ -903,6 +965,7 @@ def counting():
     reset_peak()
     before = stats.snapshot()
     names_before = collections.Counter(stats.blocking_names)
+    launches_before = collections.Counter(stats.launch_names)
     delta: dict = {}
     try:
         yield delta
@@ -913,6 +976,7 @@ def counting():
         delta["live_bytes_before"] = before["live_bytes"]
         delta["live_bytes_after"] = after["live_bytes"]
         delta["blocking_names"] = dict(stats.blocking_names - names_before)
+        delta["launch_names"] = dict(stats.launch_names - launches_before)
 
 
 # Register with tinynet.backend, so that get_array_module recognises SimArrays.
