@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import weakref
 
 import numpy as np
 
@@ -296,12 +297,37 @@ def _run_hooks(hooks, grad_array):
     return grad_array
 
 
+# Gradient storage reserved for leaves: id(leaf) -> (weak reference to the leaf, array). An
+# optimiser whose kernels address the gradients through a device table of pointers reserves each
+# parameter's gradient array, so that after ``zero_grad(set_to_none=True)`` the next gradient is
+# written where the last one was and the table stays valid (no new table, no host-to-device copy).
+_reserved_grads: dict = {}
+
+
+def reserve_grad(leaf: Tensor, array) -> None:
+    """Make ``array`` (of the leaf's shape and dtype) the storage of ``leaf.grad``: when
+    backward reaches the leaf and ``leaf.grad`` is None, the gradient is copied into ``array``
+    (as it would be into a new array) and ``leaf.grad`` wraps it. A Tensor that still holds
+    ``array`` from an earlier step sees the new values then. ``array=None`` releases it."""
+    key = id(leaf)
+    if array is None:
+        _reserved_grads.pop(key, None)
+    elif _reserved_grads.get(key, (None, None))[1] is not array:  # (called at every optimiser step)
+        _reserved_grads[key] = (weakref.ref(leaf, lambda _, key=key: _reserved_grads.pop(key, None)), array)
+
+
 def _accumulate_leaf(leaf: Tensor, grad_array) -> None:
     if leaf._hooks:
         grad_array = _run_hooks(leaf._hooks, grad_array)
     if leaf.grad is None:
         # Copy: the same array may also flow to another leaf, and .grad is later updated in place.
-        leaf.grad = Tensor._wrap(grad_array.copy())
+        reserved = _reserved_grads.get(id(leaf)) if _reserved_grads else None
+        if (reserved is not None and reserved[0]() is leaf and type(reserved[1]) is type(grad_array)
+                and reserved[1].shape == grad_array.shape and reserved[1].dtype == grad_array.dtype):
+            get_array_module(grad_array).copyto(reserved[1], grad_array)
+            leaf.grad = Tensor._wrap(reserved[1])
+        else:
+            leaf.grad = Tensor._wrap(grad_array.copy())
     else:
         leaf.grad.data += grad_array
 

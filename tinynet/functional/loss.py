@@ -10,7 +10,8 @@ Cross-entropy is fused with its log-softmax in one Function: the gradient of
 ``-log softmax(z)[t]`` with respect to the logits ``z`` is simply ``softmax(z) - onehot(t)``,
 which is exact and cannot overflow, where backpropagating through a separate softmax and log
 would divide by probabilities that underflow to 0. On a GPU, cross-entropy with class indices
-(and no label smoothing) runs as one fused kernel each way (``tinynet/kernels/cuda/loss.py``).
+(and no label smoothing) runs as fused kernels (``tinynet/kernels/cuda/loss.py``): two forward
+(the rows, their sum or mean), one backward.
 """
 from __future__ import annotations
 
@@ -178,13 +179,16 @@ class CrossEntropy(Function):
     def forward(ctx, logits, target, weight, ignore_index, reduction, label_smoothing):
         xp = ctx.xp
         ctx.fused = target.dtype.kind != "f" and label_smoothing == 0 and uses_cuda(logits)
-        if ctx.fused:  # class indices on a GPU: one kernel for the losses (see kernels/cuda/loss.py)
-            from ..kernels.cuda.loss import cross_entropy_forward_cuda
+        if ctx.fused:  # class indices on a GPU: one kernel for the losses, one for their sum or mean
+            from ..kernels.cuda.loss import cross_entropy_forward_cuda, cross_entropy_reduce_cuda
             losses, sample_weight, row_max, log_sum = cross_entropy_forward_cuda(logits, target, weight,
                                                                                  ignore_index)
             ctx.save_for_backward(logits, target, row_max, log_sum, sample_weight)
-            ctx.reduction, ctx.count, ctx.ignore_index = reduction, sample_weight.sum(), ignore_index
-            return _reduce(xp, losses, reduction, ctx.count)
+            ctx.reduction, ctx.count, ctx.ignore_index = reduction, None, ignore_index
+            if reduction == "none":
+                return losses
+            loss, ctx.count = cross_entropy_reduce_cuda(losses, sample_weight, reduction)
+            return loss
         z = _classes_last(xp, logits)
         num_classes = z.shape[-1]
         logp = log_softmax_array(xp, z, -1)
@@ -215,10 +219,10 @@ class CrossEntropy(Function):
             from ..kernels.cuda.loss import cross_entropy_backward_cuda
             logits, target, row_max, log_sum, sample_weight = ctx.saved_tensors
             grad_logits = None
-            if ctx.needs_input_grad[0]:
-                scale = _reduce_backward(grad, ctx.reduction, ctx.count)
-                grad_logits = cross_entropy_backward_cuda(logits, target, row_max, log_sum, sample_weight, scale,
-                                                          ctx.ignore_index)
+            if ctx.needs_input_grad[0]:  # ('mean': the kernel divides grad by the count itself)
+                grad_logits = cross_entropy_backward_cuda(logits, target, row_max, log_sum, sample_weight, grad,
+                                                          ctx.ignore_index,
+                                                          ctx.count if ctx.reduction == "mean" else None)
             return grad_logits, None, None, None, None, None
         logp, q, class_weight, bad = ctx.saved_tensors
         per_sample = _reduce_backward(grad, ctx.reduction, ctx.count)[..., None]  # (..., 1)

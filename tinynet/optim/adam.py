@@ -1,7 +1,6 @@
 """Adam and AdamW: per-parameter step sizes from running averages of the gradient and of its square."""
 from __future__ import annotations
 
-from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from .optimizer import Optimizer
 from ..recording import recordable
@@ -63,6 +62,10 @@ class Adam(Optimizer):
         """Perform one update of every parameter that has a gradient (see the class docstring)."""
         loss = self._run_closure(closure)
         for group in self.param_groups:
+            params = self._multi_tensor_params(group)
+            if params is not None:
+                _adam_multi_tensor(params, self.state, group)
+                continue
             for p in group["params"]:
                 if p.grad is not None:
                     _adam_update(p, self.state[p], group)
@@ -87,20 +90,47 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
+def _init_state(p: Tensor, state: dict, group: dict) -> None:
+    """Allocate the buffers once, on the first step; every later step updates them in place."""
+    if len(state) == 0:
+        state["step"] = 0
+        state["exp_avg"] = Tensor._wrap(p.xp.zeros_like(p.data))
+        state["exp_avg_sq"] = Tensor._wrap(p.xp.zeros_like(p.data))
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = Tensor._wrap(p.xp.zeros_like(p.data))
+
+
+def _adam_multi_tensor(params, state: dict, group: dict) -> None:
+    """The Adam step of all ``params`` (all with gradients, on the GPU) in one kernel launch
+    per step count (one, unless some parameters joined later): the bias corrections are
+    kernel arguments, computed on the host from the step count."""
+    from ..kernels.cuda.optim import adam_step_cuda, fusable
+    names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+    rows_by_step: dict = {}
+    for p in params:
+        s = state[p]
+        _init_state(p, s, group)
+        s["step"] += 1
+        for name in names:
+            if not fusable(p.data, s[name].data):  # a loaded buffer of another layout
+                s[name].data = p.xp.ascontiguousarray(s[name].data, dtype=p.data.dtype)
+        buffers = [s[name].data for name in names]
+        rows_by_step.setdefault(s["step"], []).append((p.data, p.grad.data, *buffers, *([None] * (3 - len(names)))))
+    (beta1, beta2) = group["betas"]
+    for step, rows in rows_by_step.items():
+        adam_step_cuda(rows, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                       weight_decay=group["weight_decay"], step=step, maximize=group["maximize"],
+                       decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=group["amsgrad"])
+
+
 def _adam_update(p: Tensor, state: dict, group: dict) -> None:
     """One Adam step for one parameter, in place on ``p.data`` and the state buffers, with one
     parameter-sized temporary (``tmp``). The order of operations is that of PyTorch's default
-    (single-tensor) implementation, so results agree to rounding. On a GPU the whole step is
-    one fused kernel (``tinynet/kernels/cuda/optim.py``) with the same order."""
+    (single-tensor) implementation, so results agree to rounding. On a GPU one kernel updates
+    all parameters at once instead (:func:`_adam_multi_tensor`), with the same order."""
     xp = p.xp
     lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-    if len(state) == 0:
-        # The buffers are allocated once, here; every later step updates them in place.
-        state["step"] = 0
-        state["exp_avg"] = Tensor._wrap(xp.zeros_like(p.data))
-        state["exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.data))
-        if group["amsgrad"]:
-            state["max_exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.data))
+    _init_state(p, state, group)
     # PyTorch keeps the step count in a tensor; here it is a Python int on the host, so the bias
     # corrections below are host floats, computed without ever waiting for the GPU.
     state["step"] += 1
@@ -109,15 +139,6 @@ def _adam_update(p: Tensor, state: dict, group: dict) -> None:
 
     grad = p.grad.data
     max_exp_avg_sq = state["max_exp_avg_sq"].data if group["amsgrad"] else None
-    if uses_cuda(p.data):
-        from ..kernels.cuda.optim import adam_step_cuda, fusable
-        if fusable(p.data, grad, exp_avg, exp_avg_sq, *([] if max_exp_avg_sq is None else [max_exp_avg_sq])):
-            # The whole step in one kernel. The bias corrections are host floats passed as
-            # scalars; a captured CUDA graph will need them (and lr) in device memory instead.
-            adam_step_cuda(p.data, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr=lr, beta1=beta1, beta2=beta2,
-                           eps=eps, weight_decay=weight_decay, step=step, maximize=group["maximize"],
-                           decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=group["amsgrad"])
-            return
     if group["maximize"]:
         grad = -grad
     if weight_decay != 0:

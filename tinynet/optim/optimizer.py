@@ -19,7 +19,8 @@ from itertools import chain
 import numpy as np
 
 from .. import backend
-from ..autograd import enable_grad
+from ..autograd import enable_grad, reserve_grad
+from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from ..recording import recordable
 
@@ -113,6 +114,28 @@ class Optimizer:
         """Update every parameter that has a gradient. ``closure``, if given, re-evaluates the
         model and returns the loss (it runs with gradients enabled); ``step`` returns that loss."""
         raise NotImplementedError
+
+    @staticmethod
+    def _multi_tensor_params(group: dict):
+        """The parameters of ``group`` that have a gradient, when one multi-tensor kernel can
+        update them all (``tinynet/kernels/cuda/optim.py``): on the GPU, C-contiguous, one
+        dtype. Else None (the per-parameter array code runs).
+
+        Their gradient arrays are reserved (``autograd.reserve_grad``): after
+        ``zero_grad(set_to_none=True)`` backward writes the next gradient into the same memory,
+        so the kernels' pointer table is built once, not at every step."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params or not uses_cuda(params[0].data):
+            return None
+        dtype = params[0].data.dtype
+        for p in params:
+            data, grad = p.data, p.grad.data
+            if not (uses_cuda(data) and data.dtype == dtype and grad.dtype == dtype and data.flags.c_contiguous
+                    and grad.flags.c_contiguous and type(grad) is type(data)):
+                return None
+        for p in params:
+            reserve_grad(p, p.grad.data)
+        return params
 
     @staticmethod
     def _run_closure(closure):

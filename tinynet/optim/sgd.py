@@ -1,7 +1,6 @@
 """Stochastic gradient descent, with optional momentum, Nesterov momentum and weight decay."""
 from __future__ import annotations
 
-from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from .optimizer import Optimizer
 from ..recording import recordable
@@ -61,30 +60,45 @@ class SGD(Optimizer):
         """Perform one update of every parameter that has a gradient (see the class docstring)."""
         loss = self._run_closure(closure)
         for group in self.param_groups:
+            params = self._multi_tensor_params(group)
+            if params is not None:
+                _sgd_multi_tensor(params, self.state, group)
+                continue
             for p in group["params"]:
                 if p.grad is not None:
                     _sgd_update(p, self.state[p], group)
         return loss
 
 
+def _sgd_multi_tensor(params, state: dict, group: dict) -> None:
+    """The SGD step of all ``params`` (all with gradients, on the GPU) in one kernel launch, or
+    two when some take their first momentum step and others do not: the kernel sets a first
+    step's buffer to the gradient (allocated here, once) and folds the gradient into the others."""
+    from ..kernels.cuda.optim import fusable, sgd_step_cuda
+    momentum = group["momentum"]
+    rows = {True: [], False: []}   # first step?
+    for p in params:
+        buf = state[p].get("momentum_buffer") if momentum != 0 else None
+        first_step = momentum != 0 and buf is None
+        if first_step:
+            buf = state[p]["momentum_buffer"] = Tensor._wrap(p.xp.empty_like(p.data))
+        elif buf is not None and not fusable(p.data, buf.data):  # a loaded buffer of another layout
+            buf.data = p.xp.ascontiguousarray(buf.data, dtype=p.data.dtype)
+        rows[first_step].append((p.data, p.grad.data, None if buf is None else buf.data))
+    for first_step, group_rows in rows.items():
+        if group_rows:
+            sgd_step_cuda(group_rows, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+                          weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                          maximize=group["maximize"], first_step=first_step)
+
+
 def _sgd_update(p: Tensor, state: dict, group: dict) -> None:
     """One SGD step for one parameter, in place on ``p.data`` and the momentum buffer.
     ``p.grad`` is left as it is; the temporaries below exist only when their option is on.
-    On a GPU the whole step is one fused kernel (``tinynet/kernels/cuda/optim.py``)."""
+    On a GPU one kernel updates all parameters at once instead (:func:`_sgd_multi_tensor`)."""
     lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
     weight_decay, nesterov = group["weight_decay"], group["nesterov"]
     grad = p.grad.data
-    if uses_cuda(p.data):
-        from ..kernels.cuda.optim import fusable, sgd_step_cuda
-        buf = state.get("momentum_buffer")
-        if fusable(p.data, grad, *([] if buf is None else [buf.data])):
-            first_step = buf is None
-            if momentum != 0 and first_step:  # allocated once; the kernel copies the first gradient in
-                buf = state["momentum_buffer"] = Tensor._wrap(p.xp.empty_like(p.data))
-            sgd_step_cuda(p.data, grad, None if momentum == 0 else buf.data, lr=lr, momentum=momentum,
-                          dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-                          maximize=group["maximize"], first_step=first_step)
-            return
     if group["maximize"]:
         grad = -grad
     if weight_decay != 0:

@@ -1,5 +1,5 @@
-"""Softmax cross-entropy with class-index targets on the GPU, fused: one kernel forward, one
-backward.
+"""Softmax cross-entropy with class-index targets on the GPU, fused (CUDA C, launched through
+CuPy): two kernels forward (the rows, then their sum or mean), one backward.
 
 The logits are viewed as (N, C, S): C classes, and S positions per sample (S = 1 for (N, C)
 logits, S = d1*d2*... for (N, C, d1, d2, ...)). A *row* is one (n, s): one prediction over C
@@ -21,69 +21,109 @@ Parallel decomposition:
   row's ``m`` and ``log_sum`` for the backward (2 numbers per row instead of the N*C*S
   log-probabilities the reference keeps). One thread per row suits class counts up to a few
   thousand; a huge vocabulary would want a block per row and block reductions.
+* reduction ('sum' and 'mean'): one block adds the row losses and the row weights in shared
+  memory (the tree sum of ``kernels/cuda/norm.py``) and writes the total, divided by the
+  summed weights for 'mean', and that divisor for the backward: one launch instead of three.
 * backward: one thread per logit (n, c, s). Each reads its row's ``m``, ``log_sum``, label and
   weight and writes its own gradient: no reduction is left, so every thread is independent.
 """
 from __future__ import annotations
 
-import math
-
-from numba import cuda
+import numpy as np
 
 from ...backend import get_array_module
-from .launch import THREADS, blocks_for, launch
+from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
 
-__all__ = ["cross_entropy_forward_cuda", "cross_entropy_backward_cuda"]
+__all__ = ["cross_entropy_forward_cuda", "cross_entropy_reduce_cuda", "cross_entropy_backward_cuda"]
 
+_SOURCE = f"#define REDUCE_THREADS {REDUCE_THREADS}\n" + r"""
+// z: (N, C, S) contiguous logits; label, losses, sample_weight, row_max, log_sum: (N, S).
+extern "C" __global__ void cross_entropy_forward(
+        const T* z, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
+        T* losses, T* sample_weight, T* row_max, T* log_sum, long long rows, long long n_class, long long spatial) {
+    for (long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x; row < rows;
+         row += (long long)gridDim.x * blockDim.x) {
+        long long n = row / spatial, s = row % spatial;
+        const T* zr = z + n * n_class * spatial + s;     // logit c of this row: zr[c * spatial]
+        T m = zr[0];
+        for (long long c = 1; c < n_class; c++)
+            if (zr[c * spatial] > m) m = zr[c * spatial];  // (a NaN logit is skipped here, but makes the sum NaN)
+        T total = 0;
+        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
+        T ls = log(total);
+        row_max[row] = m;
+        log_sum[row] = ls;
+        long long t = label[row];
+        if (t == ignore_index) {
+            losses[row] = 0;
+            sample_weight[row] = 0;
+        } else if (t < 0 || t >= n_class) {   // invalid label: NaN, as the reference does on a GPU
+            losses[row] = NAN;
+            sample_weight[row] = has_weight ? class_weight[0] : (T)1;
+        } else {
+            T w = has_weight ? class_weight[t] : (T)1;
+            losses[row] = w * (ls - (zr[t * spatial] - m));
+            sample_weight[row] = w;
+        }
+    }
+}
 
-@cuda.jit(cache=True)
-def _cross_entropy_forward_kernel(z, label, class_weight, has_weight, ignore_index,
-                                  losses, sample_weight, row_max, log_sum):
-    n_class, spatial = z.shape[1], z.shape[2]
-    dtype = z.dtype.type
-    for row in range(cuda.grid(1), label.size, cuda.gridsize(1)):
-        n, s = row // spatial, row % spatial
-        m = z[n, 0, s]
-        for c in range(1, n_class):
-            if z[n, c, s] > m:   # (a NaN logit is skipped here, but makes the sum below NaN)
-                m = z[n, c, s]
-        total = dtype(0)
-        for c in range(n_class):
-            total += math.exp(z[n, c, s] - m)
-        row_max[n, s] = m
-        log_sum[n, s] = math.log(total)
-        t = label[n, s]
-        if t == ignore_index:
-            losses[n, s] = 0
-            sample_weight[n, s] = 0
-        elif t < 0 or t >= n_class:       # invalid label: NaN, as the reference does on a GPU
-            losses[n, s] = math.nan
-            sample_weight[n, s] = class_weight[0] if has_weight else dtype(1)
-        else:
-            w = class_weight[t] if has_weight else dtype(1)
-            losses[n, s] = w * (log_sum[n, s] - (z[n, t, s] - m))
-            sample_weight[n, s] = w
+// One block: out[0] = sum(losses), divided by sum(sample_weight) when `mean`; count[0] = that sum.
+extern "C" __global__ void cross_entropy_reduce(const T* losses, const T* sample_weight, long long rows, int mean,
+                                                T* out, T* count) {
+    __shared__ T loss_sums[REDUCE_THREADS];
+    __shared__ T weight_sums[REDUCE_THREADS];
+    int t = threadIdx.x;
+    T loss = 0, weight = 0;
+    for (long long row = t; row < rows; row += blockDim.x) {
+        loss += losses[row];
+        weight += sample_weight[row];
+    }
+    loss_sums[t] = loss;
+    weight_sums[t] = weight;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (t < half) {
+            loss_sums[t] += loss_sums[t + half];
+            weight_sums[t] += weight_sums[t + half];
+        }
+        __syncthreads();
+    }
+    if (t == 0) {
+        count[0] = weight_sums[0];
+        out[0] = mean ? loss_sums[0] / weight_sums[0] : loss_sums[0];   // all ignored: 0/0 = NaN, as PyTorch
+    }
+}
 
+// One thread per logit. scale: dL/d(row loss), one value or one per row; divided by count[0]
+// for 'mean'.
+extern "C" __global__ void cross_entropy_backward(
+        const T* z, const long long* label, const T* row_max, const T* log_sum, const T* sample_weight,
+        const T* scale, int scale_per_row, const T* count, int mean, long long ignore_index, T* grad_z,
+        long long size, long long n_class, long long spatial) {
+    for (long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x; index < size;
+         index += (long long)gridDim.x * blockDim.x) {
+        long long s = index % spatial, c = (index / spatial) % n_class, n = index / (spatial * n_class);
+        long long row = n * spatial + s;
+        long long t = label[row];
+        if (t != ignore_index && (t < 0 || t >= n_class)) {
+            grad_z[index] = NAN;
+            continue;
+        }
+        T w = sample_weight[row];
+        if (w == 0) {  // an ignored row (or a class of weight 0): no gradient, even if the mean is 0/0
+            grad_z[index] = 0;
+            continue;
+        }
+        T p = exp((z[index] - row_max[row]) - log_sum[row]);
+        T k = scale_per_row ? scale[row] : scale[0];
+        if (mean) k = k / count[0];
+        grad_z[index] = (p * w - (c == t ? w : (T)0)) * k;
+    }
+}
+"""
 
-@cuda.jit(cache=True)
-def _cross_entropy_backward_kernel(z, label, row_max, log_sum, sample_weight, scale, scale_per_row,
-                                   ignore_index, grad_z):
-    n_class, spatial = z.shape[1], z.shape[2]
-    for index in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        s = index % spatial
-        c = (index // spatial) % n_class
-        n = index // (spatial * n_class)
-        t = label[n, s]
-        if t != ignore_index and (t < 0 or t >= n_class):
-            grad_z[n, c, s] = math.nan
-            continue
-        w = sample_weight[n, s]
-        if w == 0:  # an ignored row (or a class of weight 0): no gradient, even if the mean is 0/0
-            grad_z[n, c, s] = 0
-            continue
-        p = math.exp((z[n, c, s] - row_max[n, s]) - log_sum[n, s])
-        k = scale[n * spatial + s] if scale_per_row else scale[0]
-        grad_z[n, c, s] = (p * w - (w if c == t else z.dtype.type(0))) * k
+_module = CudaModule("loss", _SOURCE)
 
 
 def _rows(xp, logits, target):
@@ -106,28 +146,44 @@ def cross_entropy_forward_cuda(logits, target, weight, ignore_index):
     z, label = _rows(xp, logits, target)
     losses = xp.empty(label.shape, dtype=z.dtype)
     sample_weight, row_max, log_sum = xp.empty_like(losses), xp.empty_like(losses), xp.empty_like(losses)
-    class_weight = z.reshape(-1) if weight is None else weight.astype(z.dtype, copy=False)  # stand-in: unread
+    class_weight = losses if weight is None else weight.astype(z.dtype, copy=False)  # stand-in: unread
     if label.size:
-        launch(_cross_entropy_forward_kernel, blocks_for(label.size), THREADS, z,
-               z, label, class_weight, weight is not None, int(ignore_index),
-               losses, sample_weight, row_max, log_sum)
+        _module.launch("cross_entropy_forward", z.dtype, (blocks_for(label.size),), (THREADS,),
+                       (z, label, class_weight, np.int32(weight is not None), np.int64(ignore_index),
+                        losses, sample_weight, row_max, log_sum, np.int64(label.size), np.int64(z.shape[1]),
+                        np.int64(z.shape[2])))
     shape = target.shape
     return losses.reshape(shape), sample_weight.reshape(shape), row_max.reshape(shape), log_sum.reshape(shape)
 
 
-def cross_entropy_backward_cuda(logits, target, row_max, log_sum, sample_weight, scale, ignore_index):
+def cross_entropy_reduce_cuda(losses, sample_weight, reduction: str):
+    """The 'sum' or 'mean' of the per-row ``losses`` in one launch (the mean divides by the
+    summed ``sample_weight``). Returns ``(loss, count)``: 0-d arrays, ``count`` the divisor."""
+    xp = get_array_module(losses)
+    out, count = xp.empty((), dtype=losses.dtype), xp.empty((), dtype=losses.dtype)
+    _module.launch("cross_entropy_reduce", losses.dtype, (1,), (REDUCE_THREADS,),
+                   (xp.ascontiguousarray(losses), xp.ascontiguousarray(sample_weight), np.int64(losses.size),
+                    np.int32(reduction == "mean"), out, count))
+    return out, count
+
+
+def cross_entropy_backward_cuda(logits, target, row_max, log_sum, sample_weight, scale, ignore_index, count=None):
     """Gradient of the per-row losses with respect to ``logits``, in one kernel.
 
     ``scale``: dL/d(each row's loss) before its weight: a 0-d array (one value for all rows,
-    'sum' and 'mean') or an array of the target's shape ('none'). Returns an array shaped like
-    ``logits``."""
+    'sum' and 'mean') or an array of the target's shape ('none'). ``count``: for 'mean', the
+    0-d divisor from :func:`cross_entropy_reduce_cuda` (the kernel divides ``scale`` by it).
+    Returns an array shaped like ``logits``."""
     xp = get_array_module(logits)
     z, label = _rows(xp, logits, target)
     rows = label.shape
     grad_z = xp.empty_like(z)
     scale = xp.ascontiguousarray(scale, dtype=z.dtype).reshape(-1)  # one value, or one per row
     if z.size:
-        launch(_cross_entropy_backward_kernel, blocks_for(z.size), THREADS, z,
-               z, label, row_max.reshape(rows), log_sum.reshape(rows), sample_weight.reshape(rows),
-               scale, scale.size > 1, int(ignore_index), grad_z)
+        _module.launch("cross_entropy_backward", z.dtype, (blocks_for(z.size),), (THREADS,),
+                       (z, label, xp.ascontiguousarray(row_max).reshape(rows),
+                        xp.ascontiguousarray(log_sum).reshape(rows), xp.ascontiguousarray(sample_weight).reshape(rows),
+                        scale, np.int32(scale.size > 1), scale if count is None else count,
+                        np.int32(count is not None), np.int64(ignore_index), grad_z, np.int64(z.size),
+                        np.int64(z.shape[1]), np.int64(z.shape[2])))
     return grad_z.reshape(logits.shape)

@@ -1,4 +1,5 @@
-"""Batch normalisation (training) on the GPU: one block per channel, one kernel each way.
+"""Batch normalisation (training) on the GPU: one block per channel, one kernel each way (CUDA C,
+launched through CuPy).
 
 The formulas are those of :class:`tinynet.functional.norm.BatchNorm`. The input is viewed as
 (N, C, S) with S the product of the spatial sizes; channel c owns the M = N*S values
@@ -6,9 +7,10 @@ The formulas are those of :class:`tinynet.functional.norm.BatchNorm`. The input 
 
 Parallel decomposition: block c (of ``REDUCE_THREADS`` threads) handles channel c alone.
 Thread t visits the values k = t, t + T, t + 2T, ... of its channel (T threads per block) and
-keeps a partial sum; :func:`_block_sum` then adds the T partial sums in shared memory as a
-tree (T/2 threads add pairs, then T/4, ... : log2(T) steps) and hands the total to every
-thread. With the totals known, each thread writes its own values. So:
+keeps a partial sum; ``block_sum`` then adds the T partial sums in shared memory as a tree
+(T/2 threads add pairs, then T/4, ... : log2(T) steps, with ``__syncthreads()`` between them so
+that every thread sees the others' writes) and hands the total to every thread. With the
+totals known, each thread writes its own values. So:
 
 * forward: three passes over the channel inside one kernel: the sum (-> mean), the sum of
   squared deviations from that mean (-> variance: two passes, as the reference, so no
@@ -25,97 +27,104 @@ channel and a second reduction step.
 """
 from __future__ import annotations
 
-import math
-
-from numba import cuda
+import numpy as np
 
 from ...backend import get_array_module
-from .launch import REDUCE_THREADS, launch
+from .launch import REDUCE_THREADS, CudaModule
 
 __all__ = ["batch_norm_forward_cuda", "batch_norm_backward_cuda"]
 
+_SOURCE = f"#define REDUCE_THREADS {REDUCE_THREADS}\n" + r"""
+// The sum of `value` over the threads of the block, returned to every thread.
+__device__ T block_sum(T* shared, T value) {
+    int t = threadIdx.x;
+    shared[t] = value;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (t < half) shared[t] += shared[t + half];
+        __syncthreads();
+    }
+    T total = shared[0];
+    __syncthreads();  // everyone has read shared[0] before the next reduction overwrites it
+    return total;
+}
 
-@cuda.jit(device=True)
-def _block_sum(shared, value):
-    """The sum of ``value`` over the threads of the block, returned to every thread."""
-    t = cuda.threadIdx.x
-    shared[t] = value
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if t < half:
-            shared[t] += shared[t + half]
-        cuda.syncthreads()
-        half //= 2
-    total = shared[0]
-    cuda.syncthreads()  # everyone has read shared[0] before the next reduction overwrites it
-    return total
+// x, y, x_hat: (N, C, S) contiguous; gamma, beta, running_mean, running_var, mean_out,
+// inv_std_out: (C,). Block c normalises channel c.
+extern "C" __global__ void batch_norm_forward(
+        const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var,
+        T* y, T* x_hat, T* mean_out, T* inv_std_out, long long n_batch, long long channels,
+        long long spatial, T eps, T keep, T momentum, T unbias, int has_gamma, int has_beta, int has_running) {
+    __shared__ T shared[REDUCE_THREADS];
+    long long c = blockIdx.x;
+    int t = threadIdx.x, step = blockDim.x;
+    long long count = n_batch * spatial;
+#define AT(k) (((k) / spatial * channels + c) * spatial + (k) % spatial)
 
+    T partial = 0;
+    for (long long k = t; k < count; k += step) partial += x[AT(k)];
+    T mean = block_sum(shared, partial) / (T)count;
 
-@cuda.jit(cache=True)
-def _batch_norm_forward_kernel(x, gamma, beta, running_mean, running_var, y, x_hat, mean_out, inv_std_out,
-                               eps, keep, momentum, unbias, has_gamma, has_beta, has_running):
-    c, t, step = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
-    spatial = x.shape[2]
-    count = x.shape[0] * spatial
-    dtype = x.dtype.type
-    shared = cuda.shared.array(REDUCE_THREADS, dtype=x.dtype)
+    partial = 0;
+    for (long long k = t; k < count; k += step) {
+        T d = x[AT(k)] - mean;
+        partial += d * d;
+    }
+    T var = block_sum(shared, partial) / (T)count;     // biased, as the normalisation uses
+    T inv_std = (T)1 / sqrt(var + eps);
 
-    partial = dtype(0)
-    for k in range(t, count, step):
-        partial += x[k // spatial, c, k % spatial]
-    mean = _block_sum(shared, partial) / dtype(count)
+    T g = has_gamma ? gamma[c] : (T)1;
+    T b = has_beta ? beta[c] : (T)0;
+    for (long long k = t; k < count; k += step) {
+        long long at = AT(k);
+        T xh = (x[at] - mean) * inv_std;
+        x_hat[at] = xh;
+        y[at] = xh * g + b;
+    }
+    if (t == 0) {
+        mean_out[c] = mean;
+        inv_std_out[c] = inv_std;
+        if (has_running) {  // running = (1 - momentum) * running + momentum * batch (var unbiased)
+            running_mean[c] = running_mean[c] * keep + momentum * mean;
+            running_var[c] = running_var[c] * keep + momentum * (var * unbias);
+        }
+    }
+}
 
-    partial = dtype(0)
-    for k in range(t, count, step):
-        d = x[k // spatial, c, k % spatial] - mean
-        partial += d * d
-    var = _block_sum(shared, partial) / dtype(count)   # biased, as the normalisation uses
-    inv_std = dtype(1) / math.sqrt(var + eps)
+extern "C" __global__ void batch_norm_backward(
+        const T* grad, const T* x_hat, const T* inv_std, const T* gamma, T* grad_x, T* grad_gamma, T* grad_beta,
+        long long n_batch, long long channels, long long spatial, int has_gamma, int need_x) {
+    __shared__ T shared[REDUCE_THREADS];
+    long long c = blockIdx.x;
+    int t = threadIdx.x, step = blockDim.x;
+    long long count = n_batch * spatial;
 
-    g = gamma[c] if has_gamma else dtype(1)
-    b = beta[c] if has_beta else dtype(0)
-    for k in range(t, count, step):
-        n, s = k // spatial, k % spatial
-        xh = (x[n, c, s] - mean) * inv_std
-        x_hat[n, c, s] = xh
-        y[n, c, s] = xh * g + b
+    T partial_g = 0, partial_gx = 0;
+    for (long long k = t; k < count; k += step) {
+        long long at = AT(k);
+        partial_g += grad[at];
+        partial_gx += grad[at] * x_hat[at];
+    }
+    T sum_g = block_sum(shared, partial_g);
+    T sum_gx = block_sum(shared, partial_gx);
+    if (t == 0) {
+        grad_beta[c] = sum_g;
+        grad_gamma[c] = sum_gx;
+    }
+    if (need_x) {
+        T g = has_gamma ? gamma[c] : (T)1;
+        T sum_dxhat = g * sum_g, sum_dxhat_xhat = g * sum_gx;   // dxhat = g * grad
+        T m = (T)count;
+        T scale = inv_std[c] / m;
+        for (long long k = t; k < count; k += step) {
+            long long at = AT(k);
+            grad_x[at] = scale * (m * (grad[at] * g) - sum_dxhat - x_hat[at] * sum_dxhat_xhat);
+        }
+    }
+}
+"""
 
-    if t == 0:
-        mean_out[c] = mean
-        inv_std_out[c] = inv_std
-        if has_running:  # running = (1 - momentum) * running + momentum * batch (var unbiased)
-            running_mean[c] = running_mean[c] * keep + momentum * mean
-            running_var[c] = running_var[c] * keep + momentum * (var * unbias)
-
-
-@cuda.jit(cache=True)
-def _batch_norm_backward_kernel(grad, x_hat, inv_std, gamma, grad_x, grad_gamma, grad_beta, has_gamma, need_x):
-    c, t, step = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
-    spatial = grad.shape[2]
-    count = grad.shape[0] * spatial
-    dtype = grad.dtype.type
-    shared = cuda.shared.array(REDUCE_THREADS, dtype=grad.dtype)
-
-    partial_g, partial_gx = dtype(0), dtype(0)
-    for k in range(t, count, step):
-        n, s = k // spatial, k % spatial
-        partial_g += grad[n, c, s]
-        partial_gx += grad[n, c, s] * x_hat[n, c, s]
-    sum_g = _block_sum(shared, partial_g)
-    sum_gx = _block_sum(shared, partial_gx)
-    if t == 0:
-        grad_beta[c] = sum_g
-        grad_gamma[c] = sum_gx
-
-    if need_x:
-        g = gamma[c] if has_gamma else dtype(1)
-        sum_dxhat, sum_dxhat_xhat = g * sum_g, g * sum_gx     # dxhat = g * grad
-        scale = inv_std[c] / dtype(count)
-        m = dtype(count)
-        for k in range(t, count, step):
-            n, s = k // spatial, k % spatial
-            grad_x[n, c, s] = scale * (m * (grad[n, c, s] * g) - sum_dxhat - x_hat[n, c, s] * sum_dxhat_xhat)
+_module = CudaModule("norm", _SOURCE)
 
 
 def batch_norm_forward_cuda(x, weight, bias, running_mean, running_var, momentum, eps):
@@ -134,14 +143,13 @@ def batch_norm_forward_cuda(x, weight, bias, running_mean, running_var, momentum
     mean, inv_std = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
     dtype = x.dtype.type
     has_running = running_mean is not None
-    # The flat input stands in for absent optional vectors (the flags say not to touch them).
-    unused = x3.reshape(-1)
-    launch(_batch_norm_forward_kernel, c, REDUCE_THREADS, x,
-           x3, unused if weight is None else weight, unused if bias is None else bias,
-           running_mean if has_running else unused, running_var if has_running else unused,
-           y, x_hat, mean, inv_std,
-           dtype(eps), dtype(1 - momentum), dtype(momentum), dtype(count / (count - 1)),
-           weight is not None, bias is not None, has_running)
+    # The mean output stands in for absent optional vectors (the flags say not to touch them).
+    _module.launch("batch_norm_forward", x.dtype, (c,), (REDUCE_THREADS,),
+                   (x3, mean if weight is None else weight, mean if bias is None else bias,
+                    running_mean if has_running else mean, running_var if has_running else mean,
+                    y, x_hat, mean, inv_std, np.int64(n), np.int64(c), np.int64(x3.shape[2]),
+                    dtype(eps), dtype(1 - momentum), dtype(momentum), dtype(count / (count - 1)),
+                    np.int32(weight is not None), np.int32(bias is not None), np.int32(has_running)))
     return y.reshape(x.shape), x_hat.reshape(x.shape), mean, inv_std
 
 
@@ -160,7 +168,8 @@ def batch_norm_backward_cuda(grad, x_hat, inv_std, weight, need_x=True):
     xh3 = xp.ascontiguousarray(x_hat).reshape(n, c, -1)
     grad_x = xp.empty_like(g3) if need_x else g3   # a stand-in, not written, when not needed
     grad_weight, grad_bias = xp.empty(c, dtype=grad.dtype), xp.empty(c, dtype=grad.dtype)
-    launch(_batch_norm_backward_kernel, c, REDUCE_THREADS, grad,
-           g3, xh3, inv_std, inv_std if weight is None else weight, grad_x, grad_weight, grad_bias,
-           weight is not None, bool(need_x))
+    _module.launch("batch_norm_backward", grad.dtype, (c,), (REDUCE_THREADS,),
+                   (g3, xh3, inv_std, inv_std if weight is None else weight, grad_x, grad_weight, grad_bias,
+                    np.int64(n), np.int64(c), np.int64(g3.shape[2]), np.int32(weight is not None),
+                    np.int32(need_x)))
     return (grad_x.reshape(grad.shape) if need_x else None), grad_weight, grad_bias

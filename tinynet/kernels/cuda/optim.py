@@ -1,97 +1,161 @@
-"""Fused optimiser updates on the GPU: one kernel per parameter per step, in place.
+"""Multi-tensor optimiser updates on the GPU: one launch updates every parameter of a group.
 
 The formulas, and the order of their operations, are those of :mod:`tinynet.optim.sgd` and
 :mod:`tinynet.optim.adam` (PyTorch's single-tensor order), so results agree to rounding.
-Written as array expressions, an Adam step is about a dozen kernels, each reading and writing
-whole parameter-sized arrays; fused, every element is read once and written once.
+Written as array expressions, an Adam step is about a dozen kernels per parameter; here it is
+one kernel for all of them, and every element is read once and written once.
 
-Parallel decomposition: one thread per parameter element (a grid-stride loop). Each thread
-reads its element of the parameter, the gradient and the state buffers, computes the update in
-registers and writes the parameter and the buffers back in place. Elements never interact.
+How one launch reaches many arrays: a *pointer table*. Row t of the int64 device array
+``table`` holds the addresses of parameter t's arrays (the parameter, its gradient, its state
+buffers; 0 for an absent one), and ``offsets[t]`` is where parameter t starts when all the
+parameters are laid end to end (``offsets[n] = total``). Thread i handles element i of that
+virtual concatenation: a binary search in ``offsets`` finds its tensor t and its index
+``k = i - offsets[t]`` inside it (a grid-stride loop covers any total). Elements never
+interact, so there are no atomics.
 
-Every array is updated in place and no array is allocated: the state buffers are made once
-by the optimiser, so a step can be captured in a CUDA graph. The hyper-parameters (lr, the bias
-corrections of Adam) are passed as scalars, which a captured graph would freeze at their
-values at capture time; to follow a learning-rate schedule or Adam's step count under graph
-replay they will have to live in a small device array that a kernel updates.
+The tables are built on the host and copied to the device once per set of arrays
+(:func:`pointer_table`, cached by the addresses themselves): a step whose parameters, gradients
+and state stay where they are (see ``Optimizer._reserve_grads``) copies nothing, as CUDA graph
+capture requires. The hyper-parameters (lr, Adam's bias corrections) are kernel arguments,
+read from ``param_groups`` at every step, so schedulers work; a captured graph would freeze
+them, and will need them in device memory instead.
 """
 from __future__ import annotations
 
-import math
+import numpy as np
 
-from numba import cuda
+from ...backend import get_array_module
+from .launch import THREADS, CudaModule, blocks_for
 
-from .launch import THREADS, blocks_for, launch
+__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_step_cuda"]
 
-__all__ = ["fusable", "sgd_step_cuda", "adam_step_cuda"]
+_SOURCE = r"""
+// The tensor that holds element i of the concatenation: the last t with offsets[t] <= i.
+__device__ int tensor_of(const long long* offsets, int n_tensors, long long i) {
+    int lo = 0, hi = n_tensors - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (offsets[mid] <= i) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
 
+// SGD. Table row: parameter, gradient, momentum buffer (0 without momentum).
+extern "C" __global__ void sgd_step(const long long* table, const long long* offsets, int n_tensors,
+                                    T lr, T weight_decay, T momentum, T one_minus_dampening,
+                                    int maximize, int nesterov, int first_step) {
+    long long total = offsets[n_tensors];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int t = tensor_of(offsets, n_tensors, i);
+        long long k = i - offsets[t];
+        T* param = (T*)table[3 * t];
+        const T* grad = (const T*)table[3 * t + 1];
+        T* buf = (T*)table[3 * t + 2];
+        T g = maximize ? -grad[k] : grad[k];
+        if (weight_decay != 0) g = g + weight_decay * param[k];
+        if (momentum != 0) {
+            T b = first_step ? g : buf[k] * momentum + one_minus_dampening * g;  // the first step: b = g
+            buf[k] = b;
+            g = nesterov ? g + momentum * b : b;
+        }
+        param[k] = param[k] - lr * g;
+    }
+}
 
-@cuda.jit(cache=True)
-def _sgd_kernel(param, grad, buf, lr, weight_decay, momentum, one_minus_dampening,
-                maximize, nesterov, first_step):
-    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = -grad[i] if maximize else grad[i]
-        if weight_decay != 0:
-            g = g + weight_decay * param[i]
-        if momentum != 0:
-            b = g if first_step else buf[i] * momentum + one_minus_dampening * g
-            buf[i] = b
-            g = g + momentum * b if nesterov else b
-        param[i] = param[i] - lr * g
+// Adam and AdamW. Table row: parameter, gradient, exp_avg, exp_avg_sq, max_exp_avg_sq (0
+// without amsgrad). All tensors of one launch are at the same step (one bias correction).
+extern "C" __global__ void adam_step(const long long* table, const long long* offsets, int n_tensors,
+                                     T weight_decay, T decay, T one_minus_beta1, T beta2, T one_minus_beta2,
+                                     T eps, T step_size, T bias_correction2_sqrt,
+                                     int maximize, int decoupled, int amsgrad) {
+    long long total = offsets[n_tensors];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int t = tensor_of(offsets, n_tensors, i);
+        long long k = i - offsets[t];
+        T* param = (T*)table[5 * t];
+        const T* grad = (const T*)table[5 * t + 1];
+        T* exp_avg = (T*)table[5 * t + 2];
+        T* exp_avg_sq = (T*)table[5 * t + 3];
+        T* max_exp_avg_sq = (T*)table[5 * t + 4];
+        T g = maximize ? -grad[k] : grad[k];
+        T p = param[k];
+        if (weight_decay != 0) {
+            if (decoupled) p = p * decay;           // AdamW: shrink the weight itself
+            else g = g + weight_decay * p;          // Adam: L2 penalty in the gradient
+        }
+        T m = exp_avg[k] + (g - exp_avg[k]) * one_minus_beta1;   // torch's lerp_ form
+        T v = exp_avg_sq[k] * beta2 + (g * one_minus_beta2) * g;
+        exp_avg[k] = m;
+        exp_avg_sq[k] = v;
+        if (amsgrad) {
+            T old = max_exp_avg_sq[k];
+            v = (v >= old || v != v) ? v : old;     // the maximum, NaN if either is (as np.maximum)
+            max_exp_avg_sq[k] = v;
+        }
+        T denom = sqrt(v) / bias_correction2_sqrt + eps;
+        param[k] = p - (m / denom) * step_size;
+    }
+}
+"""
 
-
-@cuda.jit(cache=True)
-def _adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight_decay, decay, one_minus_beta1,
-                 beta2, one_minus_beta2, eps, step_size, bias_correction2_sqrt, maximize, decoupled, amsgrad):
-    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = -grad[i] if maximize else grad[i]
-        p = param[i]
-        if weight_decay != 0:
-            if decoupled:
-                p = p * decay                       # AdamW: shrink the weight itself
-            else:
-                g = g + weight_decay * p            # Adam: L2 penalty in the gradient
-        m = exp_avg[i] + (g - exp_avg[i]) * one_minus_beta1
-        v = exp_avg_sq[i] * beta2 + (g * one_minus_beta2) * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
-            old = max_exp_avg_sq[i]
-            v = v if (v >= old or v != v) else old  # the maximum, NaN if either is (as np.maximum)
-            max_exp_avg_sq[i] = v
-        denom = math.sqrt(v) / bias_correction2_sqrt + eps
-        param[i] = p - (m / denom) * step_size
+_module = CudaModule("optim", _SOURCE)
+_tables: dict = {}   # (addresses, sizes) -> (table, offsets) on the device
+_MAX_TABLES = 64     # a few per optimiser; more means arrays keep moving: start afresh
 
 
 def fusable(*arrays) -> bool:
-    """Whether the fused kernels can update these arrays in place: all C-contiguous, one dtype."""
+    """Whether the kernels can update these arrays in place: all C-contiguous, one dtype."""
     return all(a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays)
 
 
-def sgd_step_cuda(param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov, maximize,
-                  first_step):
-    """One SGD step (see :class:`tinynet.optim.SGD`) on ``param`` in place, and on
-    ``momentum_buffer`` (used when momentum != 0; on the ``first_step`` it is set to the
-    gradient). All arrays C-contiguous, of one dtype and shape. (An absent buffer is replaced
-    by ``grad``, which the kernel then neither reads as a buffer nor writes.)"""
-    dtype = param.dtype.type
-    flat = param.reshape(-1)
-    launch(_sgd_kernel, blocks_for(flat.size), THREADS, param,
-           flat, grad.reshape(-1), (grad if momentum_buffer is None else momentum_buffer).reshape(-1),
-           dtype(lr), dtype(weight_decay), dtype(momentum), dtype(1 - dampening),
-           bool(maximize), bool(nesterov), bool(first_step))
+def _address(array) -> int:
+    return 0 if array is None else array.data.ptr
 
 
-def adam_step_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay,
-                   step, maximize, decoupled_weight_decay, amsgrad):
+def pointer_table(rows):
+    """The device ``(table, offsets)`` for ``rows``: one tuple of arrays (or None) per tensor,
+    the first of each row setting its size. Cached by the addresses and sizes, so the same
+    arrays give the same device table without a copy; new arrays give a new one."""
+    key = tuple((tuple(_address(a) for a in row), row[0].size) for row in rows)
+    cached = _tables.get(key)
+    if cached is None:
+        xp = get_array_module(rows[0][0])
+        sizes = np.array([row[0].size for row in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        table = np.array([[_address(a) for a in row] for row in rows], dtype=np.int64).reshape(-1)
+        if len(_tables) >= _MAX_TABLES:
+            _tables.clear()
+        cached = _tables[key] = (xp.asarray(table), xp.asarray(offsets))  # the one host-to-device copy
+    return cached
+
+
+def _launch(kernel: str, rows, *scalars) -> None:
+    table, offsets = pointer_table(rows)
+    total = sum(row[0].size for row in rows)
+    _module.launch(kernel, rows[0][0].dtype, (blocks_for(total),), (THREADS,),
+                   (table, offsets, np.int32(len(rows))) + scalars)
+
+
+def sgd_step_cuda(rows, *, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
+    """One SGD step (see :class:`tinynet.optim.SGD`) of every tensor in ``rows``, in one launch.
+
+    ``rows``: one ``(param, grad, momentum_buffer or None)`` per parameter, C-contiguous arrays
+    of one dtype, updated in place. On the ``first_step`` the buffers are set to the gradient."""
+    dtype = rows[0][0].dtype.type
+    _launch("sgd_step", rows, dtype(lr), dtype(weight_decay), dtype(momentum), dtype(1 - dampening),
+            np.int32(maximize), np.int32(nesterov), np.int32(first_step))
+
+
+def adam_step_cuda(rows, *, lr, beta1, beta2, eps, weight_decay, step, maximize, decoupled_weight_decay,
+                   amsgrad):
     """One Adam/AdamW step (see :class:`tinynet.optim.Adam`) at step number ``step`` (1 for the
-    first), on ``param`` and the state buffers in place. ``max_exp_avg_sq``: with amsgrad only
-    (else None). All arrays C-contiguous, of one dtype and shape."""
-    dtype = param.dtype.type
-    flat = param.reshape(-1)
-    launch(_adam_kernel, blocks_for(flat.size), THREADS, param,
-           flat, grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
-           (grad if max_exp_avg_sq is None else max_exp_avg_sq).reshape(-1),
-           dtype(weight_decay), dtype(1 - lr * weight_decay), dtype(1 - beta1), dtype(beta2), dtype(1 - beta2),
-           dtype(eps), dtype(lr / (1 - beta1 ** step)), dtype((1 - beta2 ** step) ** 0.5),
-           bool(maximize), bool(decoupled_weight_decay), bool(amsgrad))
+    first) of every tensor in ``rows``, in one launch.
+
+    ``rows``: one ``(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq or None)`` per parameter,
+    C-contiguous arrays of one dtype, updated in place."""
+    dtype = rows[0][0].dtype.type
+    _launch("adam_step", rows, dtype(weight_decay), dtype(1 - lr * weight_decay), dtype(1 - beta1), dtype(beta2),
+            dtype(1 - beta2), dtype(eps), dtype(lr / (1 - beta1 ** step)), dtype((1 - beta2 ** step) ** 0.5),
+            np.int32(maximize), np.int32(decoupled_weight_decay), np.int32(amsgrad))
