@@ -148,7 +148,7 @@ def _adam_update(p: Tensor, state: dict, group: dict) -> None:
             grad = grad + weight_decay * p.data
 
     # m = β1·m + (1-β1)·g, computed as m + (1-β1)·(g - m), the form of torch's lerp_.
-    tmp = xp.subtract(grad, exp_avg)
+    tmp = xp.subtract(grad, exp_avg, out=xp.empty_like(exp_avg))  # out=: an array even for a 0-d parameter
     tmp *= 1 - beta1
     exp_avg += tmp
     # v = β2·v + (1-β2)·g·g

@@ -1,0 +1,204 @@
+"""The fused training kernels in CUDA C (batch norm, cross-entropy, the multi-tensor optimiser
+steps), run by the CPU emulator on simulated arrays, against the NumPy references over
+hypothesis-drawn shapes in float32 and float64; and the launch accounting around them.
+
+The emulator compiles the very CUDA C source a GPU runs (``tinynet/kernels/cuda/emulate.py``);
+without a C++ compiler these tests skip with the reason.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import tinynet
+import tinynet.nn.functional as F
+from tinynet import backend, optim, sim
+from tinynet.autograd import reserve_grad
+from tinynet.kernels.norm import batch_norm_backward_numba, batch_norm_forward_numba
+
+try:
+    from tinynet.kernels.cuda import emulate
+    _REASON = emulate.unavailable_reason()
+except ImportError as error:  # the emulator is not there at all
+    _REASON = f"no CUDA emulator: {error}"
+
+pytestmark = [
+    pytest.mark.skipif(backend.cuda_available(), reason="a real GPU is present: 'cuda' is CuPy, not the simulator"),
+    pytest.mark.skipif(_REASON is not None, reason=str(_REASON)),
+]
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-11, atol=1e-11)}
+DTYPES = [np.float32, np.float64]
+
+
+def _device(a):
+    return sim.cupy.asarray(a)
+
+
+def _rand(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# ------------------------------------------------------------------------------- batch norm
+@st.composite
+def _norm_problems(draw):
+    n = draw(st.integers(2, 4))
+    c = draw(st.integers(1, 4))
+    spatial = tuple(draw(st.lists(st.integers(1, 5), min_size=0, max_size=2)))
+    return (n, c) + spatial, draw(st.booleans()), draw(st.integers(0, 2 ** 16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(problem=_norm_problems())
+def test_batch_norm_kernels_equal_reference(dtype, problem):
+    from tinynet.kernels.cuda.norm import batch_norm_backward_cuda, batch_norm_forward_cuda
+    shape, affine, seed = problem
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x, grad = _rand(rng, shape, dtype, 3.0), _rand(rng, shape, dtype)
+    weight, bias = (_rand(rng, c, dtype), _rand(rng, c, dtype)) if affine else (None, None)
+    running_mean, running_var = _rand(rng, c, dtype), np.abs(_rand(rng, c, dtype)) + 0.5
+
+    dev = {k: None if v is None else _device(v) for k, v in
+           dict(weight=weight, bias=bias, running_mean=running_mean, running_var=running_var).items()}
+    y, x_hat, mean, inv_std = batch_norm_forward_cuda(_device(x), dev["weight"], dev["bias"], dev["running_mean"],
+                                                      dev["running_var"], 0.1, 1e-5)
+    y_ref, x_hat_ref, mean_ref, var_ref, inv_std_ref = batch_norm_forward_numba(x, weight, bias, 1e-5)
+    count = x.size // c
+    for got, want in [(y, y_ref), (x_hat, x_hat_ref), (mean, mean_ref), (inv_std, inv_std_ref),
+                      (dev["running_mean"], 0.9 * running_mean + 0.1 * mean_ref),
+                      (dev["running_var"], 0.9 * running_var + 0.1 * var_ref * count / (count - 1))]:
+        np.testing.assert_allclose(got.get(), want, **TOL[dtype])
+
+    grad_x, grad_w, grad_b = batch_norm_backward_cuda(_device(grad), x_hat, inv_std, dev["weight"])
+    ref = batch_norm_backward_numba(grad, x_hat_ref, inv_std_ref, weight, True)
+    for got, want in zip((grad_x, grad_w, grad_b), ref):
+        np.testing.assert_allclose(got.get(), want, **TOL[dtype])
+
+
+def test_batch_norm_with_more_values_per_channel_than_threads():
+    from tinynet.kernels.cuda.norm import batch_norm_forward_cuda
+    x = _rand(np.random.default_rng(0), (3, 2, 20, 9), np.float64)  # 540 values per channel, 256 threads
+    y, *_ = batch_norm_forward_cuda(_device(x), None, None, None, None, 0.1, 1e-5)
+    np.testing.assert_allclose(y.get(), batch_norm_forward_numba(x, None, None, 1e-5)[0], **TOL[np.float64])
+
+
+# ---------------------------------------------------------------------------- cross-entropy
+@st.composite
+def _cross_entropy_problems(draw):
+    n = draw(st.integers(1, 5))
+    classes = draw(st.integers(1, 6))
+    spatial = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=2)))
+    return (n, classes) + spatial, draw(st.sampled_from(["mean", "sum", "none"])), draw(st.booleans()), \
+        draw(st.integers(0, 2 ** 16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(problem=_cross_entropy_problems())
+def test_cross_entropy_kernels_equal_reference(dtype, problem):
+    """The fused op on the simulated device (forward, sum/mean kernel, backward) against the
+    array reference on the CPU, with class weights and ignored labels."""
+    shape, reduction, weighted, seed = problem
+    rng = np.random.default_rng(seed)
+    classes = shape[1]
+    logits = _rand(rng, shape, dtype, 4.0)
+    target = rng.integers(0, classes, (shape[0],) + shape[2:])
+    target[rng.random(target.shape) < 0.2] = -100
+    weight = (rng.random(classes) + 0.5).astype(dtype) if weighted else None
+    cotangent = _rand(rng, () if reduction != "none" else target.shape, dtype)
+
+    results = []
+    for device in ("cpu", "cuda"):
+        z = tinynet.tensor(logits, device=device, requires_grad=True)
+        w = None if weight is None else tinynet.tensor(weight, device=device)
+        loss = F.cross_entropy(z, tinynet.tensor(target, device=device), weight=w, reduction=reduction)
+        (loss * tinynet.tensor(cotangent, device=device)).sum().backward()
+        results.append((loss.detach().cpu().numpy(), z.grad.cpu().numpy()))
+    (loss_cpu, grad_cpu), (loss_gpu, grad_gpu) = results
+    np.testing.assert_allclose(loss_gpu, loss_cpu, equal_nan=True, **TOL[dtype])
+    np.testing.assert_allclose(grad_gpu, grad_cpu, **TOL[dtype])
+
+
+def test_cross_entropy_launches_three_kernels():
+    z = tinynet.tensor(_rand(np.random.default_rng(0), (4, 10), np.float32), device="cuda", requires_grad=True)
+    y = tinynet.tensor(np.array([1, 2, 3, 4]), device="cuda")
+    with sim.counting() as c:
+        loss = F.cross_entropy(z, y)
+        loss.backward()
+    names = c["launch_names"]
+    assert names.get("loss.cross_entropy_forward") == names.get("loss.cross_entropy_reduce") == 1
+    assert names.get("loss.cross_entropy_backward") == 1
+
+
+# ------------------------------------------------------------------ multi-tensor optimisers
+OPTIMIZERS = [
+    (optim.SGD, dict(lr=0.1)),
+    (optim.SGD, dict(lr=0.1, momentum=0.9, dampening=0.2, weight_decay=0.1)),
+    (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, maximize=True)),
+    (optim.Adam, dict(lr=0.05, weight_decay=0.1)),
+    (optim.Adam, dict(lr=0.05, amsgrad=True, maximize=True)),
+    (optim.AdamW, dict(lr=0.05, weight_decay=0.3, amsgrad=True)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls, kwargs", OPTIMIZERS, ids=lambda v: getattr(v, "__name__", str(v)))
+@given(shapes=st.lists(st.lists(st.integers(1, 6), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5),
+       late=st.integers(0, 4), seed=st.integers(0, 2 ** 16))
+def test_multi_tensor_step_equals_per_parameter_reference(cls, kwargs, dtype, shapes, late, seed):
+    """One launch for all parameters (the simulated device) against the per-parameter array
+    code (the CPU), over several steps, with one parameter that gets its first gradient late
+    (its first momentum step and its Adam step count differ from the others')."""
+    rng = np.random.default_rng(seed)
+    init = [_rand(rng, s, dtype) for s in shapes]
+    grads = [[_rand(rng, s, dtype) for s in shapes] for _ in range(4)]
+    late %= len(shapes)
+    finals = []
+    for device in ("cpu", "cuda"):
+        params = [tinynet.tensor(a, device=device, requires_grad=True) for a in init]
+        opt = cls(params, **kwargs)
+        for t in range(4):
+            for i, p in enumerate(params):
+                p.grad = None if (i == late and t < 2) else tinynet.tensor(grads[t][i], device=device)
+            opt.step()
+        finals.append([p.detach().cpu().numpy() for p in params])
+    for cpu, gpu in zip(*finals):
+        np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: optim.Adam(ps, lr=0.1, amsgrad=True)], ids=["SGD", "Adam"])
+def test_optimizer_step_is_one_launch_and_copies_nothing_after_the_first(make):
+    """After zero_grad(set_to_none=True) the gradients land where they were (reserved), so the
+    pointer table is reused: one launch per step and no host-to-device copy."""
+    model = tinynet.nn.Sequential(tinynet.nn.Linear(5, 4), tinynet.nn.ReLU(), tinynet.nn.Linear(4, 3)).to("cuda")
+    opt = make(model.parameters())
+    x = tinynet.tensor(_rand(np.random.default_rng(0), (2, 5), np.float32), device="cuda")
+    for step in range(3):
+        opt.zero_grad()
+        model(x).sum().backward()
+        with sim.counting() as c:
+            opt.step()
+        if step > 0:
+            assert c["launches"] == 1 and c["host_to_device"] == 0, c["launch_names"]
+
+
+def test_reserved_gradient_storage_is_reused_and_released():
+    p = tinynet.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+    storage = sim.cupy.zeros(2, dtype=np.float32)
+    reserve_grad(p, storage)
+    (p * 3).sum().backward()
+    assert p.grad.data is storage
+    np.testing.assert_array_equal(storage.get(), [3.0, 3.0])
+    p.grad = None
+    reserve_grad(p, None)
+    (p * 2).sum().backward()
+    assert p.grad.data is not storage
+    np.testing.assert_array_equal(storage.get(), [3.0, 3.0])
+
+
+def test_zero_grad_to_none_launches_nothing():
+    p = tinynet.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+    opt = optim.SGD([p], lr=0.1)
+    (p * 3).sum().backward()
+    with sim.counting() as c:
+        opt.zero_grad()
+    assert c["launches"] == 0 and p.grad is None

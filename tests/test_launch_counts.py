@@ -1,0 +1,73 @@
+"""Kernel launches per training step of each report model, on the simulated CUDA device.
+
+On a GPU a small model's step time is about (launches per step) x (host time per launch), so
+the number of launches is held down here, model by model (``tinynet.launch_count``): a change
+that adds launches to a step fails until its limit below is raised on purpose. Limits for a
+batch of 2 (the count does not depend on the batch size); measured with the CUDA C kernels run
+by the emulator, which needs a C++ compiler (without one the step runs the NumPy references,
+which launch more, and these tests skip).
+"""
+import numpy as np
+import pytest
+
+import tinynet
+import tinynet.nn.functional as F
+from tinynet import backend, optim
+from tinynet.kernels import dispatch
+from tinynet.launch_count import count_training_step
+
+from test_compile import SPECS, _example
+
+# The most launches one training step of each model may make (measured, with a little room).
+LIMITS = {
+    "mlp": 80,
+    "cnn5": 120,
+    "pytorch_example": 60,
+    "lenet": 60,
+    "vgg_bn": 160,
+    "lenet_resnet_conv": 70,
+    "lenet_resnet_fc": 60,
+}
+MAX_LAUNCHES_PER_OP = 2.5      # over the whole step: forward, loss, backward, optimiser
+MAX_OPTIMIZER_LAUNCHES = 2     # the whole optimiser step, all parameters
+
+
+def _emulated():
+    probe = tinynet.zeros(1, device="cuda").data
+    return dispatch.uses_cuda(probe)
+
+
+pytestmark = [
+    pytest.mark.skipif(backend.cuda_available(), reason="a real GPU is present: counting needs the simulated device"),
+]
+
+
+def _count(name):
+    spec = SPECS[name]
+    tinynet.manual_seed(0)
+    model = spec.build(_example(spec.example)).to("cuda")
+    model.train()
+    optimizer = getattr(optim, spec.optimizer)(model.parameters(), **spec.optim_kwargs)
+    rng = np.random.default_rng(0)
+    x = tinynet.tensor(rng.random((2, 1, 28, 28), dtype=np.float32), device="cuda")
+    y = tinynet.tensor(rng.integers(0, 10, 2), device="cuda")
+    return count_training_step(model, optimizer, getattr(F, spec.loss), x, y)
+
+
+def test_every_report_model_has_a_limit():
+    assert set(LIMITS) == set(SPECS)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_launches_per_training_step(name):
+    if not _emulated():
+        pytest.skip("the CUDA C emulator is not available here (no C++ compiler): the simulated device "
+                    "runs the NumPy references")
+    counts = _count(name)
+    summary = (f"{name}: {counts['launches']} launches ({counts['gemms']} GEMMs, {counts['fills']} fills) for "
+               f"{counts['ops']} ops; forward {counts['forward']}, backward {counts['backward']}, optimiser "
+               f"{counts['optimizer']}, zero_grad {counts['zero_grad']}; by name: {dict(counts['names'])}")
+    assert counts["zero_grad"] == 0, summary          # set_to_none=True launches nothing
+    assert counts["optimizer"] <= MAX_OPTIMIZER_LAUNCHES, summary
+    assert counts["launches"] <= MAX_LAUNCHES_PER_OP * counts["ops"], summary
+    assert counts["launches"] <= LIMITS[name], summary
