@@ -98,6 +98,12 @@ class Stats:
         for name in self._FIELDS:
             setattr(self, name, 0)
         self.blocking_names = collections.Counter()  # which blocking ops ran, by name
+        self.launches = 0
+        self.launch_names = collections.Counter()  # kernel launches by "module.kernel"
+
+    def _launch(self, name, kind="kernel"):
+        self.launches += 1
+        self.launch_names[name] += 1
 
     def _blocking(self, name: str) -> None:
         self.blocking_ops += 1

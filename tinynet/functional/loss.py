@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..autograd import Function
-from ..kernels.dispatch import uses_cuda
+from ..kernels.dispatch import uses_numba_cuda as uses_cuda  # transitional, see dispatch
 from ..tensor import Tensor
 from .activation import log_softmax_array, stable_sigmoid
 

@@ -9,7 +9,7 @@ runs as one kernel each way (``tinynet/kernels/cuda/norm.py``), computing the sa
 from __future__ import annotations
 
 from ..autograd import Function
-from ..kernels.dispatch import uses_cuda, uses_numba
+from ..kernels.dispatch import uses_numba, uses_numba_cuda as uses_cuda  # transitional, see dispatch
 from ..kernels.norm import batch_norm_backward_numba, batch_norm_forward_numba
 from ..tensor import Tensor
 

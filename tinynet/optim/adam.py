@@ -1,7 +1,7 @@
 """Adam and AdamW: per-parameter step sizes from running averages of the gradient and of its square."""
 from __future__ import annotations
 
-from ..kernels.dispatch import uses_cuda
+from ..kernels.dispatch import uses_numba_cuda as uses_cuda  # transitional, see dispatch
 from ..tensor import Tensor
 from .optimizer import Optimizer
 from ..recording import recordable

@@ -31,7 +31,7 @@ import math
 from numba import cuda
 
 from ...backend import get_array_module
-from .launch import THREADS, blocks_for, launch
+from ._numba_launch import THREADS, blocks_for, launch
 
 __all__ = ["cross_entropy_forward_cuda", "cross_entropy_backward_cuda"]
 

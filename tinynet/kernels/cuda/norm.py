@@ -30,7 +30,7 @@ import math
 from numba import cuda
 
 from ...backend import get_array_module
-from .launch import REDUCE_THREADS, launch
+from ._numba_launch import REDUCE_THREADS, launch
 
 __all__ = ["batch_norm_forward_cuda", "batch_norm_backward_cuda"]
 

@@ -21,7 +21,7 @@ import math
 
 from numba import cuda
 
-from .launch import THREADS, blocks_for, launch
+from ._numba_launch import THREADS, blocks_for, launch
 
 __all__ = ["fusable", "sgd_step_cuda", "adam_step_cuda"]
 
