@@ -2,7 +2,7 @@
 (which run on the ``device``'s array module, so on CuPy for cuda), im2col matches its
 definition, col2im is its adjoint, max-pool backward is the adjoint of gathering at the
 argmax, and the public functions pick the right implementation for each array type. (The
-``numba.cuda`` kernels are tested in ``test_cuda_kernels.py``.)"""
+CUDA C kernels, run by the CPU emulator, are tested in ``test_cuda_kernels.py``.)"""
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
@@ -110,21 +110,19 @@ def test_col2im_is_the_adjoint_of_im2col(device, implementation, config, seed):
 
 
 def test_dispatch_rules(device):
-    """numba-CPU kernels only for exactly numpy.ndarray float32/float64; the numba.cuda kernels
-    only for real CuPy arrays (never for the simulator's arrays, nor for NumPy ones); everything
-    else, and everything inside reference_kernels(), takes the reference."""
+    """numba-CPU kernels only for exactly numpy.ndarray float32/float64; the CUDA C kernels for
+    CuPy arrays and for the simulated device's arrays (run by the CPU emulator, when a C++
+    compiler is there); everything else, and everything inside reference_kernels(), takes the
+    reference."""
     x = on_device(np.zeros((1, 1, 3, 3), np.float32), device)
     is_numpy = type(x) is np.ndarray
     assert dispatch.uses_numba(x) == is_numpy
-    assert dispatch.uses_cuda(x) == (dispatch.is_cupy_array(x) and dispatch.cuda_kernels_available())
+    expected_cuda = dispatch.is_cupy_array(x) or (dispatch.is_sim_array(x) and dispatch.emulator_available())
+    assert dispatch.uses_cuda(x) == expected_cuda
+    assert not dispatch.uses_cuda(x.astype(np.int64)) and not dispatch.uses_cuda(x.astype(np.float16))
     assert not dispatch.uses_cuda(np.zeros(3)) and not dispatch.is_cupy_array(np.zeros(3))
     with dispatch.reference_kernels():
         assert not dispatch.uses_numba(x) and not dispatch.uses_cuda(x)
-    import numba
-    if not numba.config.ENABLE_CUDASIM:  # NumPy arrays reach the CUDA kernels only under the simulator
-        with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM"):
-            with dispatch.simulated_cuda_kernels():
-                pass
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -3,8 +3,9 @@
 Batch normalisation standardises every channel of a batch, then scales and shifts it by learnt
 per-channel parameters. Its backward is written in closed form in one Function rather than as
 a chain of mean/sub/mul/sqrt ops: one pass over the data instead of a dozen, and the formula in
-the docstring is the code. On a GPU (CuPy arrays with a working ``numba.cuda``) training mode
-runs as one kernel each way (``tinynet/kernels/cuda/norm.py``), computing the same formulas.
+the docstring is the code. On a GPU (CuPy arrays, or simulated ones run by the CUDA emulator)
+training mode runs as one kernel each way (``tinynet/kernels/cuda/norm.py``), computing the
+same formulas.
 """
 from __future__ import annotations
 

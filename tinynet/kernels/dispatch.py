@@ -4,15 +4,17 @@ Every kernel in ``tinynet/kernels`` has a readable reference written against the
 ``xp``, and faster versions behind the same signature. The public kernel functions (and the few
 ops and optimisers that launch kernels themselves) ask this module which one to run:
 
-* :func:`uses_cuda`: a CuPy float32/float64 array, and ``numba.cuda`` works -> the
-  ``numba.cuda`` kernels of ``tinynet/kernels/cuda/``;
+* :func:`uses_cuda`: a CuPy float32/float64 array -> the CUDA C kernels of
+  ``tinynet/kernels/cuda/``, launched through CuPy; a simulated CUDA array (``tinynet.sim``) of
+  float32/float64 -> the same CUDA C kernels, run by the CPU emulator
+  (``tinynet/kernels/cuda/emulate.py``) when a C++ compiler is there to build it;
 * :func:`uses_numba`: exactly a ``numpy.ndarray`` of float32/float64 -> the numba CPU kernels;
-* anything else (other dtypes, CuPy without a working ``numba.cuda``, array types that only
-  behave like NumPy, or inside :func:`reference_kernels`) -> the reference.
+* anything else (other dtypes, array types that only behave like NumPy, simulated arrays without
+  the emulator, or inside :func:`reference_kernels`) -> the reference.
 
-Neither CuPy nor ``numba.cuda`` is imported here: a CuPy array can only exist once CuPy has
-been imported, so looking in ``sys.modules`` is enough, and ``numba.cuda`` is first imported
-when a CuPy array asks for a kernel.
+Nothing here imports CuPy, the simulator or ``numba.cuda`` (which tinynet never uses): a CuPy or
+simulated array can only exist once its module has been imported, so looking in
+``sys.modules`` is enough.
 """
 from __future__ import annotations
 
@@ -21,13 +23,11 @@ import sys
 
 import numpy as np
 
-__all__ = ["uses_numba", "uses_cuda", "is_cupy_array", "cuda_kernels_available", "reference_kernels",
-           "simulated_cuda_kernels"]
+__all__ = ["uses_numba", "uses_cuda", "is_cupy_array", "is_sim_array", "emulator_available", "reference_kernels"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _fast_kernels = True      # False inside reference_kernels()
-_simulating = False       # True inside simulated_cuda_kernels()
-_cuda_works = None        # numba.cuda.is_available(), asked once
+_emulator = None          # whether the CUDA emulator works here, asked once
 
 
 def is_cupy_array(array) -> bool:
@@ -36,33 +36,36 @@ def is_cupy_array(array) -> bool:
     return cupy is not None and type(array) is cupy.ndarray
 
 
-def cuda_kernels_available() -> bool:
-    """Whether ``numba.cuda`` can launch kernels here (imports it on the first call)."""
-    global _cuda_works
-    if _cuda_works is None:
-        try:
-            from numba import cuda
-            _cuda_works = bool(cuda.is_available())
-        except Exception:  # no CUDA driver, or a numba built without CUDA: use the references
-            _cuda_works = False
-    return _cuda_works
+def is_sim_array(array) -> bool:
+    """True for an array of the simulated CUDA device (``tinynet.sim.SimArray``)."""
+    sim = sys.modules.get("tinynet.sim")
+    return sim is not None and type(array) is sim.SimArray
+
+
+def emulator_available() -> bool:
+    """Whether the CPU emulator of the CUDA kernels works here (a C++ compiler builds it); asked
+    once, on the first simulated array that wants a kernel."""
+    global _emulator
+    if _emulator is None:
+        from .cuda import emulate
+        _emulator = emulate.available()
+    return _emulator
 
 
 def uses_numba(array) -> bool:
     """Whether the kernels take the numba CPU path: a ``numpy.ndarray`` (exactly) of float32 or
-    float64, outside :func:`reference_kernels` and :func:`simulated_cuda_kernels`."""
-    return (_fast_kernels and not _simulating and type(array) is np.ndarray
-            and array.dtype in _FLOATS)
+    float64, outside :func:`reference_kernels`."""
+    return _fast_kernels and type(array) is np.ndarray and array.dtype in _FLOATS
 
 
 def uses_cuda(array) -> bool:
-    """Whether the kernels take the ``numba.cuda`` path: a CuPy float32/float64 array when
-    ``numba.cuda`` works (or, inside :func:`simulated_cuda_kernels`, a NumPy one)."""
+    """Whether the kernels take the CUDA C path: a CuPy float32/float64 array, or a simulated
+    one when the emulator works here."""
     if not _fast_kernels or getattr(array, "dtype", None) not in _FLOATS:
         return False
-    if _simulating:
-        return type(array) is np.ndarray
-    return is_cupy_array(array) and cuda_kernels_available()
+    if is_cupy_array(array):
+        return True
+    return is_sim_array(array) and emulator_available()
 
 
 @contextlib.contextmanager
@@ -75,20 +78,3 @@ def reference_kernels():
         yield
     finally:
         _fast_kernels = previous
-
-
-@contextlib.contextmanager
-def simulated_cuda_kernels():
-    """Inside this block NumPy float arrays take the ``numba.cuda`` path. Only under numba's
-    CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before ``numba.cuda`` is imported), where the
-    kernels run on the CPU on NumPy arrays: the tests use it to run the ops and optimisers
-    through the very launchers and kernels that a GPU runs."""
-    import numba
-    if not numba.config.ENABLE_CUDASIM:
-        raise RuntimeError("simulated_cuda_kernels: set NUMBA_ENABLE_CUDASIM=1 before numba.cuda is imported")
-    global _simulating
-    previous, _simulating = _simulating, True
-    try:
-        yield
-    finally:
-        _simulating = previous

@@ -4,76 +4,70 @@ The generator and the mask layout are those of :mod:`tinynet.kernels.philox` (th
 reference): element e of a mask is a function of ``(seed, offset, e)`` only.
 
 The state is a uint64 device array ``[seed, offset]``. Drawing a mask is two launches on the
-same stream: the mask kernel reads the state, then a one-thread kernel adds 1 to ``offset``.
-The host never reads or writes the state, so the draw can be captured in a CUDA graph: each
-replay reads the offset the previous replay left, and draws a new mask.
+same stream: the mask kernel reads the state, then a one-thread kernel adds 1 to ``offset``
+(the mask kernel cannot do it: its other threads may still be reading the offset). The host
+never reads or writes the state, so the draw can be captured in a CUDA graph: each replay reads
+the offset the previous replay left, and draws a new mask.
 
 Parallel decomposition: one thread per group of four elements. Thread g computes one Philox
 block for counter ``(g, offset)`` under key ``seed`` (ten rounds of 32x32-bit multiplies and
-xors, all in registers) and writes mask elements 4g .. 4g+3: ``1/(1-p)`` where the 32-bit word
-is at least ``ceil(p * 2^32)``, else 0. Threads share nothing, so the mask does not depend on
-how many threads or blocks run.
-
-Philox words are 32-bit; they are held in uint64 so that the products keep their high halves.
-Every constant is a NumPy uint64: numba would turn a uint64 mixed with a plain (int64) integer
-into a float64.
+xors, all in registers) and writes mask elements 4g .. 4g+3, already scaled: ``1/(1-p)`` where
+the 32-bit word is at least ``ceil(p * 2^32)``, else 0. Threads share nothing, so the mask does
+not depend on how many threads or blocks run.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
 
 from ...backend import get_array_module
 from ..philox import PHILOX_M, PHILOX_W, dropout_threshold
-from .launch import THREADS, blocks_for, launch
+from .launch import THREADS, CudaModule, blocks_for
 
-__all__ = ["philox_state", "reseed", "dropout_mask_cuda"]
+__all__ = ["philox_state", "reseed", "dropout_mask_cuda", "philox_words_cuda", "MODULE"]
 
-_M0, _M1 = np.uint64(PHILOX_M[0]), np.uint64(PHILOX_M[1])
-_W0, _W1 = np.uint64(PHILOX_W[0]), np.uint64(PHILOX_W[1])
-_LOW32 = np.uint64(0xFFFFFFFF)
-_SHIFT32 = np.uint64(32)
-_ONE = np.uint64(1)
+SOURCE = r"""
+// Philox-4x32-10 of the counter c[0..3] under the key (k0, k1), in place.
+__device__ __forceinline__ void philox4x32_10(unsigned int c[4], unsigned int k0, unsigned int k1) {
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) { k0 += %(W0)su; k1 += %(W1)su; }   // wraps modulo 2^32, as unsigned does
+        unsigned long long p0 = (unsigned long long)%(M0)su * c[0];
+        unsigned long long p1 = (unsigned long long)%(M1)su * c[2];
+        unsigned int next0 = (unsigned int)(p1 >> 32) ^ c[1] ^ k0;
+        unsigned int next2 = (unsigned int)(p0 >> 32) ^ c[3] ^ k1;
+        c[0] = next0; c[1] = (unsigned int)p1; c[2] = next2; c[3] = (unsigned int)p0;
+    }
+}
 
+extern "C" __global__ void dropout_mask(const unsigned long long* state, unsigned long long threshold, T scale,
+                                        T* mask, long long size) {
+    unsigned long long seed = state[0], offset = state[1];
+    GRID_STRIDE_LOOP(g, (size + 3) / 4) {
+        unsigned int c[4] = {(unsigned int)g, (unsigned int)((unsigned long long)g >> 32),
+                             (unsigned int)offset, (unsigned int)(offset >> 32)};
+        philox4x32_10(c, (unsigned int)seed, (unsigned int)(seed >> 32));
+        for (int k = 0; k < 4; ++k) {
+            long long e = 4 * g + k;
+            if (e < size) mask[e] = (unsigned long long)c[k] >= threshold ? scale : (T)0;
+        }
+    }
+}
 
-@cuda.jit(device=True)
-def philox4x32_10(c0, c1, c2, c3, k0, k1):
-    """Philox-4x32-10 of counter (c0, c1, c2, c3) under key (k0, k1): four uint64 holding
-    32-bit words in, four out."""
-    for r in range(10):
-        if r > 0:
-            k0 = (k0 + _W0) & _LOW32
-            k1 = (k1 + _W1) & _LOW32
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        c0, c1, c2, c3 = (p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _LOW32, (p0 >> _SHIFT32) ^ c3 ^ k1, p0 & _LOW32
-    return c0, c1, c2, c3
+extern "C" __global__ void advance_offset(unsigned long long* state) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) state[1] += 1;
+}
 
+// The raw generator, for the known-answer tests: words[4i..4i+3] = philox(counters[4i..], keys[2i..]).
+extern "C" __global__ void philox_words(const unsigned int* counters, const unsigned int* keys,
+                                        unsigned int* words, long long count) {
+    GRID_STRIDE_LOOP(i, count) {
+        unsigned int c[4] = {counters[4 * i], counters[4 * i + 1], counters[4 * i + 2], counters[4 * i + 3]};
+        philox4x32_10(c, keys[2 * i], keys[2 * i + 1]);
+        for (int k = 0; k < 4; ++k) words[4 * i + k] = c[k];
+    }
+}
+""" % dict(M0=PHILOX_M[0], M1=PHILOX_M[1], W0=PHILOX_W[0], W1=PHILOX_W[1])
 
-@cuda.jit(device=True)
-def _write(mask, e, bits, threshold, scale):
-    if e < mask.size:
-        mask[e] = scale if bits >= threshold else mask.dtype.type(0)
-
-
-@cuda.jit(cache=True)
-def _dropout_mask_kernel(state, threshold, scale, mask):
-    seed, offset = state[0], state[1]
-    k0, k1 = seed & _LOW32, seed >> _SHIFT32
-    o0, o1 = offset & _LOW32, offset >> _SHIFT32
-    for g in range(cuda.grid(1), (mask.size + 3) // 4, cuda.gridsize(1)):
-        group = np.uint64(g)
-        r0, r1, r2, r3 = philox4x32_10(group & _LOW32, group >> _SHIFT32, o0, o1, k0, k1)
-        _write(mask, 4 * g, r0, threshold, scale)
-        _write(mask, 4 * g + 1, r1, threshold, scale)
-        _write(mask, 4 * g + 2, r2, threshold, scale)
-        _write(mask, 4 * g + 3, r3, threshold, scale)
-
-
-@cuda.jit(cache=True)
-def _advance_offset_kernel(state):
-    if cuda.grid(1) == 0:
-        state[1] += _ONE
+MODULE = CudaModule("dropout", SOURCE)
 
 
 def philox_state(xp, seed: int):
@@ -96,10 +90,19 @@ def dropout_mask_cuda(state, shape, p: float, dtype, out=None):
     xp = get_array_module(state)
     dtype = np.dtype(dtype)
     mask = xp.empty(shape, dtype=dtype) if out is None else out
-    flat = mask.reshape(-1)
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    if flat.size:
-        launch(_dropout_mask_kernel, blocks_for(-(-flat.size // 4)), THREADS, state,
-               state, np.uint64(dropout_threshold(p)), dtype.type(scale), flat)
-    launch(_advance_offset_kernel, 1, 1, state, state)
+    if mask.size:
+        MODULE.launch("dropout_mask", dtype, blocks_for(-(-mask.size // 4)), THREADS,
+                      (state, np.uint64(dropout_threshold(p)), dtype.type(scale), mask, np.int64(mask.size)))
+    MODULE.launch("advance_offset", dtype, 1, 1, (state,))
     return mask
+
+
+def philox_words_cuda(counters, keys):
+    """Philox-4x32-10 of uint32 ``counters`` (n, 4) under uint32 ``keys`` (n, 2), on the device:
+    uint32 (n, 4). (The known-answer tests check the kernel's generator with it.)"""
+    xp = get_array_module(counters)
+    words = xp.empty(counters.shape, dtype=xp.uint32)
+    MODULE.launch("philox_words", np.float32, blocks_for(len(counters)), THREADS,
+                  (xp.ascontiguousarray(counters), xp.ascontiguousarray(keys), words, np.int64(len(counters))))
+    return words

@@ -19,78 +19,84 @@ Parallel decomposition:
 """
 from __future__ import annotations
 
-import math
-
-from numba import cuda
+import numpy as np
 
 from ...backend import get_array_module
 from ..im2col import _geometry
-from .launch import THREADS, blocks_for, launch
+from .launch import THREADS, CudaModule, blocks_for
 
-__all__ = ["max_pool2d_forward_cuda", "max_pool2d_backward_cuda"]
+__all__ = ["max_pool2d_forward_cuda", "max_pool2d_backward_cuda", "MODULE"]
+
+SOURCE = r"""
+extern "C" __global__ void max_pool_forward(const T* x, T* out, long long* argmax, long long total,
+                                            int height, int width, int out_h, int out_w, int kh, int kw,
+                                            int sh, int sw, int top, int left, int dh, int dw) {
+    GRID_STRIDE_LOOP(index, total) {
+        int ow = (int)(index % out_w), oh = (int)(index / out_w % out_h);
+        const T* plane = x + index / ((long long)out_w * out_h) * height * width;   // plane n*C + c
+        T best = -(T)TN_INFINITY;
+        int best_h = oh * sh - top, best_w = ow * sw - left;
+        for (int i = 0; i < kh; ++i) {
+            int h = oh * sh - top + i * dh;
+            for (int j = 0; j < kw; ++j) {
+                int w = ow * sw - left + j * dw;
+                T value = (0 <= h && h < height && 0 <= w && w < width) ? plane[(long long)h * width + w]
+                                                                        : -(T)TN_INFINITY;
+                if (value > best || (value != value && best == best)) {   // first max, or first NaN
+                    best = value; best_h = h; best_w = w;
+                }
+            }
+        }
+        out[index] = best;
+        bool inside = 0 <= best_h && best_h < height && 0 <= best_w && best_w < width;
+        argmax[index] = inside ? (long long)best_h * width + best_w : -1;
+    }
+}
+
+extern "C" __global__ void max_pool_backward(const T* grad_out, const long long* argmax, T* grad_in,
+                                             long long total, int height, int width, int out_h, int out_w,
+                                             int kh, int kw, int sh, int sw, int top, int left, int dh, int dw) {
+    GRID_STRIDE_LOOP(index, total) {
+        int w = (int)(index % width), h = (int)(index / width % height);
+        long long windows = index / ((long long)width * height) * out_h * out_w;   // plane's first window
+        long long me = (long long)h * width + w;
+        T sum = 0;
+        for (int i = kh - 1; i >= 0; --i) {   // decreasing i: increasing oh
+            int start_h = h + top - i * dh;
+            if (start_h < 0 || start_h % sh != 0 || start_h / sh >= out_h) continue;
+            int oh = start_h / sh;
+            for (int j = kw - 1; j >= 0; --j) {
+                int start_w = w + left - j * dw;
+                if (start_w < 0 || start_w % sw != 0 || start_w / sw >= out_w) continue;
+                long long o = windows + (long long)oh * out_w + start_w / sw;
+                if (argmax[o] == me) sum += grad_out[o];
+            }
+        }
+        grad_in[index] = sum;
+    }
+}
+"""
+
+MODULE = CudaModule("pool", SOURCE)
 
 
-@cuda.jit(cache=True)
-def _max_pool_forward_kernel(x, out, argmax, kh, kw, sh, sw, top, left, dh, dw):
-    n_chan, height, width = x.shape[1], x.shape[2], x.shape[3]
-    out_h, out_w = out.shape[2], out.shape[3]
-    for index in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        ow = index % out_w
-        oh = (index // out_w) % out_h
-        c = (index // (out_w * out_h)) % n_chan
-        n = index // (out_w * out_h * n_chan)
-        neg_inf = x.dtype.type(-math.inf)  # in x's dtype, so float32 stays float32
-        best = neg_inf
-        best_h, best_w = oh * sh - top, ow * sw - left
-        for i in range(kh):
-            h = oh * sh - top + i * dh
-            for j in range(kw):
-                w = ow * sw - left + j * dw
-                value = x[n, c, h, w] if (0 <= h < height and 0 <= w < width) else neg_inf
-                if value > best or (value != value and best == best):  # first max, or first NaN
-                    best, best_h, best_w = value, h, w
-        out[n, c, oh, ow] = best
-        inside = 0 <= best_h < height and 0 <= best_w < width
-        argmax[n, c, oh, ow] = best_h * width + best_w if inside else -1
-
-
-@cuda.jit(cache=True)
-def _max_pool_backward_kernel(grad_out, argmax, grad_in, kh, kw, sh, sw, top, left, dh, dw):
-    n_chan, height, width = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
-    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
-    for index in range(cuda.grid(1), grad_in.size, cuda.gridsize(1)):
-        w = index % width
-        h = (index // width) % height
-        c = (index // (width * height)) % n_chan
-        n = index // (width * height * n_chan)
-        me = h * width + w
-        total = grad_in.dtype.type(0)
-        for i in range(kh - 1, -1, -1):        # decreasing i: increasing oh
-            start_h = h + top - i * dh
-            if start_h < 0 or start_h % sh != 0 or start_h // sh >= out_h:
-                continue
-            oh = start_h // sh
-            for j in range(kw - 1, -1, -1):
-                start_w = w + left - j * dw
-                if start_w < 0 or start_w % sw != 0 or start_w // sw >= out_w:
-                    continue
-                ow = start_w // sw
-                if argmax[n, c, oh, ow] == me:
-                    total += grad_out[n, c, oh, ow]
-        grad_in[n, c, h, w] = total
+def _window_args(height, width, out_h, out_w, kernel_size, stride, top, left, dilation):
+    values = (height, width, out_h, out_w, *kernel_size, *stride, top, left, *dilation)
+    return tuple(np.int32(v) for v in values)
 
 
 def max_pool2d_forward_cuda(x, kernel_size, stride, padding, dilation):
     """:func:`tinynet.kernels.pool.max_pool2d_forward` as one kernel launch."""
     xp = get_array_module(x)
-    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    x = xp.ascontiguousarray(x)
     out_h, out_w, (top, _), (left, _) = _geometry(x.shape, kernel_size, stride, padding, dilation)
     shape = (x.shape[0], x.shape[1], out_h, out_w)
     out = xp.empty(shape, dtype=x.dtype)
     argmax = xp.empty(shape, dtype=xp.int64)
     if out.size:
-        launch(_max_pool_forward_kernel, blocks_for(out.size), THREADS, x,
-               x, out, argmax, kh, kw, sh, sw, top, left, dh, dw)
+        MODULE.launch("max_pool_forward", x.dtype, blocks_for(out.size), THREADS,
+                      (x, out, argmax, np.int64(out.size),
+                       *_window_args(*x.shape[2:], out_h, out_w, kernel_size, stride, top, left, dilation)))
     return out, argmax
 
 
@@ -98,10 +104,12 @@ def max_pool2d_backward_cuda(grad_out, argmax, input_shape, kernel_size, stride,
     """:func:`tinynet.kernels.pool.max_pool2d_backward` as one gather kernel (it needs the
     window geometry to find the windows that contain each pixel)."""
     xp = get_array_module(grad_out)
-    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    grad_out, argmax = xp.ascontiguousarray(grad_out), xp.ascontiguousarray(argmax)
+    out_h, out_w = grad_out.shape[2:]
     _, _, (top, _), (left, _) = _geometry(input_shape, kernel_size, stride, padding, dilation)
     grad_in = xp.empty(tuple(input_shape), dtype=grad_out.dtype)
     if grad_in.size:
-        launch(_max_pool_backward_kernel, blocks_for(grad_in.size), THREADS, grad_out,
-               grad_out, argmax, grad_in, kh, kw, sh, sw, top, left, dh, dw)
+        MODULE.launch("max_pool_backward", grad_out.dtype, blocks_for(grad_in.size), THREADS,
+                      (grad_out, argmax, grad_in, np.int64(grad_in.size),
+                       *_window_args(*input_shape[2:], out_h, out_w, kernel_size, stride, top, left, dilation)))
     return grad_in
