@@ -70,7 +70,7 @@ class MNIST:
         normalize: ``(mean, std)`` applied after scaling to [0, 1], or None to keep [0, 1].
             The default is the training set's mean and std, as in the PyTorch MNIST example.
         dtype: the floating dtype of ``data``.
-        verify: check files already in ``root`` against their known sha256 (about 0.1 s for the
+        verify: check files already in ``root`` against their known sha256 (a fraction of a second for the
             training set) and raise ValueError naming a file that differs. Off by default: the
             files are checked when downloaded, and their format is always checked (images of
             unsigned bytes (N, rows, cols), labels (N,) below ``len(classes)``, one per image).
