@@ -10,7 +10,7 @@ the report itself does not give them.
     python examples/cnn5.py --rotation 0      # without the augmentation
 """
 from tinynet import nn, optim
-from tinynet.experiment import load_mnist, make_parser, rotation, run, seed_everything
+from tinynet.experiment import command_line, load_mnist, make_parser, positive_int, rotation, run, seed_everything
 
 
 def block(c_in, c_out, stride, activation, p=0.2):
@@ -32,7 +32,7 @@ def cnn5():
 def main():
     parser = make_parser(__doc__, epochs=15, batch_size=128, lr=0.01, out="runs/cnn5")
     parser.add_argument("--rotation", type=float, default=45, help="random rotation in degrees (0: off)")
-    parser.add_argument("--step-size", type=int, default=5, help="StepLR: epochs between lr decays")
+    parser.add_argument("--step-size", type=positive_int, default=5, help="StepLR: epochs between lr decays")
     args = parser.parse_args()
     seed_everything(args.seed)
     train_loader, test_loader = load_mnist(args, normalize=(0.5, 0.5), train_transform=rotation(args.rotation))
@@ -43,4 +43,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tinynet
 from tinynet import nn, optim
-from tinynet.experiment import load_mnist, make_parser, run, seed_everything
+from tinynet.experiment import command_line, load_mnist, make_parser, run, seed_everything
 from tinynet.plots import plot_sweep
 
 
@@ -43,7 +43,8 @@ def train(args, train_loader, test_loader, name="LeNet"):
 
 def main():
     parser = make_parser(__doc__, epochs=25, batch_size=256, lr=0.9, out="runs/lenet")
-    parser.add_argument("--activation", choices=["sigmoid", "relu"], default="sigmoid")
+    parser.add_argument("--activation", choices=["sigmoid", "relu"], default="sigmoid",
+                        help="after each convolution and hidden linear layer")
     parser.add_argument("--sweep", choices=["lr", "batch"], default=None,
                         help="train once per setting (lr 0.15-1.5 or batch 32-512) and plot accuracy")
     args = parser.parse_args()
@@ -74,4 +75,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main)

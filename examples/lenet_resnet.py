@@ -6,7 +6,7 @@ momentum 0.9, batch 64, 10 epochs (report: 98.71% / 98.79%), per-class accuracy 
 """
 import tinynet.nn.functional as F
 from tinynet import nn, optim
-from tinynet.experiment import load_mnist, make_parser, run, seed_everything
+from tinynet.experiment import command_line, load_mnist, make_parser, run, seed_everything
 
 
 class LeNetRes(nn.Module):
@@ -35,7 +35,8 @@ class LeNetRes(nn.Module):
 
 def main():
     parser = make_parser(__doc__, epochs=10, batch_size=64, lr=0.001, out="runs/lenet_resnet")
-    parser.add_argument("--variant", choices=["conv", "fc"], default="conv")
+    parser.add_argument("--variant", choices=["conv", "fc"], default="conv",
+                        help="the residual block after conv2 (conv) or after fc1 (fc)")
     args = parser.parse_args()
     seed_everything(args.seed)
     train_loader, test_loader = load_mnist(args)
@@ -46,4 +47,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main)

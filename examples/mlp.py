@@ -9,7 +9,7 @@ report cites; the report itself does not give them.
     python examples/mlp.py --rotation 45     # RandomRotation(45), as the author's CNN run used
 """
 from tinynet import nn, optim
-from tinynet.experiment import load_mnist, make_parser, rotation, run, seed_everything
+from tinynet.experiment import command_line, load_mnist, make_parser, positive_int, rotation, run, seed_everything
 
 
 def mlp(p=0.2):
@@ -26,7 +26,7 @@ def mlp(p=0.2):
 def main():
     parser = make_parser(__doc__, epochs=30, batch_size=128, lr=0.01, out="runs/mlp")
     parser.add_argument("--rotation", type=float, default=0, help="random rotation in degrees (0: off)")
-    parser.add_argument("--step-size", type=int, default=10, help="StepLR: epochs between lr decays")
+    parser.add_argument("--step-size", type=positive_int, default=10, help="StepLR: epochs between lr decays")
     args = parser.parse_args()
     seed_everything(args.seed)
     train_loader, test_loader = load_mnist(args, normalize=(0.5, 0.5), train_transform=rotation(args.rotation))
@@ -37,4 +37,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main)

@@ -6,7 +6,7 @@ Dropout2d, log_softmax + NLL loss, SGD with momentum 0.5 for 3 epochs (report: 9
 import tinynet
 import tinynet.nn.functional as F
 from tinynet import nn, optim
-from tinynet.experiment import load_mnist, make_parser, run, seed_everything
+from tinynet.experiment import command_line, load_mnist, make_parser, run, seed_everything
 
 
 class Net(nn.Module):
@@ -37,4 +37,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main)

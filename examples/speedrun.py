@@ -12,15 +12,15 @@ end. The evaluation on the 10,000 test images comes after and is not part of the
     python examples/speedrun.py --runs 3                 # CPU
     python examples/speedrun.py --device gpu --runs 3
 """
-import argparse
 import time
 
 import tinynet
 import tinynet.nn.functional as F
 from tinynet import nn, optim
 from tinynet.backend import device as _device
-from tinynet.data import MNIST, DataLoader, TensorDataset
-from tinynet.experiment import seed_everything
+from tinynet.data import DataLoader
+from tinynet.experiment import (UsageError, command_line, command_parser, fraction, mnist_sets, non_negative_float,
+                                positive_int, seed_everything)
 from tinynet.train import evaluate, make_train_step
 
 
@@ -51,15 +51,6 @@ def lr_at(step, total, peak, warmup):
     return peak * max(0.0, (total - step) / max(1, total - ramp))
 
 
-def load(args, dev):
-    train = MNIST(args.data_dir, train=True, download=args.download, device=dev)
-    test = MNIST(args.data_dir, train=False, download=args.download, device=dev)
-    if args.subset:
-        train = TensorDataset(train.data[:args.subset], train.targets[:args.subset])
-        test = TensorDataset(test.data[:args.subset], test.targets[:args.subset])
-    return train, test
-
-
 def train_once(args, seed, train_set, test_set, dev):
     seed_everything(seed)
     model = speednet(tuple(args.widths)).to(dev)
@@ -76,7 +67,7 @@ def train_once(args, seed, train_set, test_set, dev):
     model.train()
 
     if total == 0:
-        raise SystemExit(f"speedrun: fewer training images ({len(train_set)}) than one batch ({args.batch_size})")
+        raise UsageError(f"speedrun: fewer training images ({len(train_set)}) than one batch ({args.batch_size})")
     step, loss_sum, first_loss, seen = 0, None, None, 0
     began, began_cpu = time.perf_counter(), time.process_time()
     for epoch in range(1, args.epochs + 1):
@@ -102,30 +93,26 @@ def train_once(args, seed, train_set, test_set, dev):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu, gpu, cuda or cuda:N")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the MNIST files (default: $TINYNET_DATA, else ~/.cache/tinynet)")
-    p.add_argument("--download", action="store_true", help="download MNIST if it is not in --data-dir")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", type=int, default=1, help="train N times with seeds seed .. seed+N-1")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--test-batch-size", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=0.3, help="peak learning rate")
-    p.add_argument("--warmup", type=float, default=0.2, help="fraction of the steps warming up")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--widths", type=int, nargs=3, default=[8, 16, 64], metavar="C",
+    p = command_parser(__doc__)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run")
+    p.add_argument("--runs", type=positive_int, default=1, help="train N times with seeds seed .. seed+N-1")
+    p.add_argument("--epochs", type=positive_int, default=1, help="passes over the training set")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
+    p.add_argument("--test-batch-size", type=positive_int, default=2000, help="evaluation batch size")
+    p.add_argument("--lr", type=non_negative_float, default=0.3, help="peak learning rate")
+    p.add_argument("--warmup", type=fraction, default=0.2, help="fraction of the steps warming up")
+    p.add_argument("--momentum", type=non_negative_float, default=0.9, help="Nesterov momentum")
+    p.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="SGD weight decay")
+    p.add_argument("--label-smoothing", type=fraction, default=0.1, help="cross-entropy label smoothing")
+    p.add_argument("--widths", type=positive_int, nargs=3, default=[8, 16, 64], metavar="C",
                    help="channels of the three conv blocks")
-    p.add_argument("--subset", type=int, default=None,
+    p.add_argument("--subset", type=positive_int, default=None,
                    help="use only the first N training and N test images (quick runs)")
     p.add_argument("--no-compile", action="store_true", help="run the training step eagerly")
     args = p.parse_args()
 
     dev = _device(args.device)
-    train_set, test_set = load(args, dev)
+    train_set, test_set = mnist_sets(args)
     print(f"speedrun: {len(train_set)} training images on {dev}, widths {args.widths}, {args.epochs} epoch(s), "
           f"batch {args.batch_size}, lr {args.lr}, compile {not args.no_compile}")
     accuracies, times, cpu_times = [], [], []
@@ -145,4 +132,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main)

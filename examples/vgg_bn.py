@@ -16,7 +16,7 @@ import numpy as np
 import tinynet
 import tinynet.nn.functional as F
 from tinynet import nn, optim
-from tinynet.experiment import load_mnist, make_parser, run, seed_everything
+from tinynet.experiment import UsageError, command_line, load_mnist, make_parser, run, seed_everything
 from tinynet.train import evaluate, load_checkpoint
 
 
@@ -45,7 +45,7 @@ def evaluate_all(args, model, test_loader):
     """Test the checkpoint of every epoch and copy the best to best.npz."""
     checkpoints = sorted(Path(args.out, "checkpoints").glob("epoch_*.npz"), key=lambda p: int(p.stem[6:]))
     if not checkpoints:
-        raise SystemExit(f"no checkpoints under {args.out}/checkpoints: train first")
+        raise UsageError(f"no checkpoints under {args.out}/checkpoints: train first")
     scores = {}
     for path in checkpoints:
         load_checkpoint(path, model)
@@ -63,6 +63,9 @@ def predict(args, model, test_loader):
     load_checkpoint(path if path.exists() else Path(args.out, "checkpoints", "last.npz"), model)
     model.eval()
     if args.predict.isdigit():
+        count = len(test_loader.dataset)
+        if int(args.predict) >= count:
+            raise UsageError(f"--predict {args.predict}: the test set has {count} images (0 to {count - 1})")
         image, label = test_loader.dataset[int(args.predict)]
         image = image.unsqueeze(0)
     else:
@@ -96,4 +99,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    command_line(main)

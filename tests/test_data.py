@@ -1,6 +1,7 @@
 """tinynet.data: IDX parsing, MNIST (on tiny IDX files written here, and on the real files when
 the shared copy exists), DataLoader / TensorDataset, and the batch transforms."""
 import gzip
+import hashlib
 import struct
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 import tinynet
-from tinynet.data import MNIST, DataLoader, TensorDataset, normalize, random_rotation, read_idx
+from tinynet.data import (MNIST, DataLoader, TensorDataset, normalize, random_rotation, read_idx, read_images,
+                          read_labels)
 from helpers import to_numpy
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -135,18 +137,87 @@ def test_mnist_missing_files_say_where_and_how(tmp_path):
         MNIST(tmp_path / "nowhere")
 
 
-def test_mnist_wrong_dimensions(tmp_path):
-    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((4, 784), np.uint8))
-    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(4, np.uint8))
-    with pytest.raises(ValueError, match=r"MNIST: expected images \(N, H, W\).*\(4, 784\)"):
-        MNIST(tmp_path, train=False)
+def _damage(name):
+    """What a damaged or foreign file holds instead of MNIST's (files are written by idx_bytes)."""
+    images, labels = np.zeros((4, 28, 28), np.uint8), np.arange(4, dtype=np.uint8)
+    return {
+        "images signed bytes": (images.astype(np.int8), labels),
+        "images float32": (images.astype(np.float32), labels),
+        "images rank 2": (images.reshape(4, 784), labels),
+        "images rank 4": (images.reshape(4, 1, 28, 28), labels),
+        "labels int32": (images, labels.astype(np.int32)),
+        "labels rank 2": (images, labels.reshape(4, 1)),
+        "label out of range": (images, np.array([1, 2, 10, 3], np.uint8)),
+        "fewer labels": (images, labels[:3]),
+        "more labels": (images, np.arange(5, dtype=np.uint8)),
+    }[name]
 
 
-def test_mnist_count_mismatch(tmp_path):
-    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((4, 28, 28), np.uint8))
-    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
-    with pytest.raises(ValueError, match=r"\(4, 28, 28\) and \(3,\)"):
+@pytest.mark.parametrize("name, file, message", [
+    ("images signed bytes", "images", r"expected images \(N, rows, cols\) of unsigned bytes \(IDX type code 0x08\), "
+                                      r"found type code 0x09 \(signed bytes\)"),
+    ("images float32", "images", r"of unsigned bytes \(IDX type code 0x08\), found type code 0x0d \(float32\)"),
+    ("images rank 2", "images", r"expected images \(N, rows, cols\) with 3 dimensions, found 2 \(shape \(4, 784\)\)"),
+    ("images rank 4", "images", r"with 3 dimensions, found 4 \(shape \(4, 1, 28, 28\)\)"),
+    ("labels int32", "labels", r"expected labels \(N,\) of unsigned bytes .* found type code 0x0c \(int32\)"),
+    ("labels rank 2", "labels", r"expected labels \(N,\) with 1 dimension, found 2 \(shape \(4, 1\)\)"),
+    ("label out of range", "labels", r"expected labels below 10 \(the number of classes\), found 10 at index 2"),
+    ("fewer labels", "labels", r"expected 4 labels, one per image in .*t10k-images-idx3-ubyte.gz, found 3"),
+    ("more labels", "labels", r"expected 4 labels, one per image in .*, found 5"),
+])
+def test_mnist_refuses_damaged_and_foreign_files(tmp_path, name, file, message):
+    """Each file parses as IDX, but is not what MNIST holds: the error names the file, what was
+    expected and what was found."""
+    images, labels = _damage(name)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    path = tmp_path / f"t10k-{file}-idx{3 if file == 'images' else 1}-ubyte.gz"
+    with pytest.raises(ValueError, match=message) as info:
         MNIST(tmp_path, train=False)
+    assert str(info.value).startswith(f"MNIST: {path}: ")
+
+
+def test_read_images_and_labels_on_their_own():
+    """The format checks that Fashion-MNIST and KMNIST share, without a dataset class."""
+    images = read_images(idx_bytes(np.full((2, 3, 5), 7, np.uint8)), "imgs", dataset="KMNIST")
+    assert images.shape == (2, 3, 5) and images.dtype == np.uint8
+    labels = read_labels(idx_bytes(np.array([0, 48], np.uint8)), "lbls", num_classes=49, count=2, dataset="KMNIST")
+    np.testing.assert_array_equal(labels, [0, 48])
+    with pytest.raises(ValueError, match=r"^KMNIST: lbls: expected labels below 48 \(the number of classes\), found 48"):
+        read_labels(idx_bytes(np.array([0, 48], np.uint8)), "lbls", num_classes=48, count=2, dataset="KMNIST")
+    with pytest.raises(ValueError, match=r"^read_idx: f: expected an IDX file with 2 dimensions, found 1"):
+        tinynet.data.idx.parse_idx(idx_bytes(np.zeros(3, np.uint8)), "f", ndim=2)
+
+
+def test_mnist_verify_names_the_file_that_differs(tmp_path):
+    tiny_mnist(tmp_path, n=3, train=False)
+    assert len(MNIST(tmp_path, train=False)) == 3  # not asked to verify: the format check alone
+    with pytest.raises(ValueError, match=rf"^MNIST: {tmp_path / 't10k-images-idx3-ubyte.gz'}: sha256 of the "
+                                         rf"decompressed data is [0-9a-f]{{64}}, expected 0fa7898d"):
+        MNIST(tmp_path, train=False, verify=True)
+
+
+def test_mnist_subclass_verifies_its_own_files(tmp_path):
+    """A dataset in MNIST's format (as Fashion-MNIST and KMNIST are) is a subclass with its own
+    checksums and classes, found under root/<ClassName>/raw like torchvision's."""
+    folder = tmp_path / "Digits" / "raw"
+    folder.mkdir(parents=True)
+    labels = np.array([3, 0, 2, 1], np.uint8)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((4, 28, 28), np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+
+    class Digits(MNIST):
+        resources = {name: hashlib.sha256(gzip.decompress((folder / f"{name}.gz").read_bytes())).hexdigest()
+                     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+        classes = ["zero", "one", "two", "three"]
+
+    ds = Digits(tmp_path, train=False, verify=True, normalize=None)
+    np.testing.assert_array_equal(to_numpy(ds.targets), labels)
+    Digits.classes = ["zero", "one", "two"]  # label 3 is now out of range
+    with pytest.raises(ValueError, match=r"^Digits: .*expected labels below 3 \(the number of classes\), found 3 at index 0"):
+        Digits(tmp_path, train=False)
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte not found"):
+        MNIST(tmp_path, train=False)  # MNIST looks under MNIST/raw, not Digits/raw
 
 
 # ------------------------------------------------------------------------------ MNIST, the real files

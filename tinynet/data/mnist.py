@@ -18,10 +18,10 @@ from .. import backend
 from .. import dtypes as _dt
 from ..tensor import Tensor
 from .download import download_file
-from .idx import parse_idx, read_bytes
+from .idx import UNSIGNED_BYTE, parse_idx, read_bytes
 from .loader import _take
 
-__all__ = ["MNIST", "default_root"]
+__all__ = ["MNIST", "default_root", "read_images", "read_labels"]
 
 
 def default_root() -> Path:
@@ -30,13 +30,39 @@ def default_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "tinynet"
 
 
+def read_images(raw: bytes, source: str, dataset: str = "MNIST") -> np.ndarray:
+    """The images in the IDX bytes ``raw`` of the file ``source``: unsigned bytes of shape
+    (N, rows, cols), as MNIST, Fashion-MNIST and KMNIST store them. Another type code (signed
+    bytes would load as -128..127) or rank raises ValueError naming ``dataset``, the file, what
+    was expected and what was found."""
+    return parse_idx(raw, source, dtype_code=UNSIGNED_BYTE, ndim=3, what="images (N, rows, cols)", op=dataset)
+
+
+def read_labels(raw: bytes, source: str, num_classes: int, count: int, images_source: str = "the images file",
+                dataset: str = "MNIST") -> np.ndarray:
+    """The labels in the IDX bytes ``raw`` of the file ``source``: unsigned bytes of shape (N,),
+    one per image (``count``, the images' N, read from ``images_source``), each below
+    ``num_classes``. Anything else raises ValueError naming ``dataset``, the file, what was
+    expected and what was found."""
+    labels = parse_idx(raw, source, dtype_code=UNSIGNED_BYTE, ndim=1, what="labels (N,)", op=dataset)
+    if labels.shape[0] != count:
+        raise ValueError(f"{dataset}: {source}: expected {count} labels, one per image in {images_source}, "
+                         f"found {labels.shape[0]}")
+    if labels.size and int(labels.max()) >= num_classes:
+        at = int(np.argmax(labels >= num_classes))
+        raise ValueError(f"{dataset}: {source}: expected labels below {num_classes} (the number of classes), "
+                         f"found {int(labels[at])} at index {at}")
+    return labels
+
+
 class MNIST:
     """The MNIST digits as two tensors: ``data`` (N, 1, 28, 28) floats and ``targets`` (N,) int64.
 
     Args:
         root: the folder holding the IDX files (default: :func:`default_root`). Each file is
             looked for as ``root/<name>.gz``, ``root/<name>``, and the same under
-            ``root/MNIST/raw/`` (torchvision's layout, so an existing torchvision download works).
+            ``root/MNIST/raw/`` (torchvision's layout, so an existing torchvision download works;
+            a subclass looks under its own class name, ``root/FashionMNIST/raw/``).
         train: the 60,000 training images, else the 10,000 test images.
         download: fetch missing files from the mirrors (checked by sha256) into ``root``; with
             it, files already there are verified too and fetched again when corrupt.
@@ -44,6 +70,14 @@ class MNIST:
         normalize: ``(mean, std)`` applied after scaling to [0, 1], or None to keep [0, 1].
             The default is the training set's mean and std, as in the PyTorch MNIST example.
         dtype: the floating dtype of ``data``.
+        verify: check files already in ``root`` against their known sha256 (a fraction of a second for the
+            training set) and raise ValueError naming a file that differs. Off by default: the
+            files are checked when downloaded, and their format is always checked (images of
+            unsigned bytes (N, rows, cols), labels (N,) below ``len(classes)``, one per image).
+
+    The same class serves datasets stored in the same files (Fashion-MNIST, KMNIST): a subclass
+    sets ``mirrors``, ``resources`` and ``classes``. :func:`read_images` and :func:`read_labels`
+    are the format checks on their own.
 
     Example::
 
@@ -69,16 +103,16 @@ class MNIST:
                "8 - eight", "9 - nine"]
 
     def __init__(self, root=None, train: bool = True, download: bool = False, device="cpu",
-                 normalize=(0.1307, 0.3081), dtype=_dt.float32):
+                 normalize=(0.1307, 0.3081), dtype=_dt.float32, verify: bool = False):
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.train = train
         self.normalize = normalize
         prefix = "train" if train else "t10k"
-        images = self._load(f"{prefix}-images-idx3-ubyte", download)
-        labels = self._load(f"{prefix}-labels-idx1-ubyte", download)
-        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"MNIST: expected images (N, H, W) and labels (N,) in {self.root}, got shapes "
-                             f"{images.shape} and {labels.shape}")
+        dataset = type(self).__name__
+        images_file, images_raw = self._load(f"{prefix}-images-idx3-ubyte", download, verify)
+        images = read_images(images_raw, images_file, dataset)
+        labels_file, labels_raw = self._load(f"{prefix}-labels-idx1-ubyte", download, verify)
+        labels = read_labels(labels_raw, labels_file, len(self.classes), images.shape[0], images_file, dataset)
 
         # A pixel is one of 256 byte values: convert those once (scale to [0, 1], normalise, in
         # the same float operations as torchvision's ToTensor + Normalize), then look every pixel
@@ -93,24 +127,33 @@ class MNIST:
 
     # --------------------------------------------------------------------------- files
     def _candidates(self, name: str) -> list:
-        return [folder / file for folder in (self.root, self.root / "MNIST" / "raw")
+        return [folder / file for folder in (self.root, self.root / type(self).__name__ / "raw")
                 for file in (f"{name}.gz", name)]
 
-    def _load(self, name: str, download: bool) -> np.ndarray:
-        """Find, verify (with ``download``) and parse one IDX file."""
+    def _load(self, name: str, download: bool, verify: bool) -> tuple:
+        """Find, verify (with ``download`` or ``verify``) and read one file: (its path as a
+        string, its decompressed bytes). With ``download`` a file that fails the check is
+        fetched again; with ``verify`` alone it is an error."""
         expected = self.resources[name]
         found = next((p for p in self._candidates(name) if p.is_file()), None)
         if found is not None:
             raw = read_bytes(found)
-            if not download or hashlib.sha256(raw).hexdigest() == expected:
-                return parse_idx(raw, source=str(found))
+            if not (download or verify):
+                return str(found), raw
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest == expected:
+                return str(found), raw
+            if not download:
+                raise ValueError(f"{type(self).__name__}: {found}: sha256 of the decompressed data is {digest}, "
+                                 f"expected {expected} (a damaged or different file; download=True fetches "
+                                 "a fresh copy)")
         if not download:
             looked = "\n  ".join(str(p) for p in self._candidates(name))
             raise FileNotFoundError(
-                f"MNIST: {name} not found; looked for\n  {looked}\nPass download=True to fetch it into "
-                f"{self.root}, or point root= (or $TINYNET_DATA) at a folder that holds it.")
+                f"{type(self).__name__}: {name} not found; looked for\n  {looked}\nPass download=True to fetch "
+                f"it into {self.root}, or point root= (or $TINYNET_DATA) at a folder that holds it.")
         path = download_file([m + f"{name}.gz" for m in self.mirrors], self.root / f"{name}.gz", expected)
-        return parse_idx(read_bytes(path), source=str(path))
+        return str(path), read_bytes(path)
 
     # --------------------------------------------------------------------------- dataset protocol
     @property
