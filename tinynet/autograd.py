@@ -330,6 +330,9 @@ def _accumulate_leaf(leaf: Tensor, grad_array) -> None:
             leaf.grad = Tensor._wrap(grad_array.copy())
     else:
         leaf.grad.data += grad_array
+    if leaf._post_accumulate_hooks:
+        for hook in leaf._post_accumulate_hooks:
+            hook(leaf)
 
 
 def _topological_order(root):

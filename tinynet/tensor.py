@@ -28,7 +28,8 @@ class Tensor:
         requires_grad: whether gradients should be accumulated into ``.grad``.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "grad_fn", "_output_nr", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "grad_fn", "_output_nr", "_hooks", "_post_accumulate_hooks",
+                 "__weakref__")
     # Let NumPy defer to Tensor's reflected operators (``ndarray * tensor`` -> Tensor.__rmul__).
     __array_ufunc__ = None
 
@@ -43,6 +44,7 @@ class Tensor:
         self.grad_fn = None
         self._output_nr = 0
         self._hooks = None
+        self._post_accumulate_hooks = None
         self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
@@ -57,6 +59,7 @@ class Tensor:
         t.grad_fn = grad_fn
         t._output_nr = output_nr
         t._hooks = None
+        t._post_accumulate_hooks = None
         return t
 
     # ------------------------------------------------------------------ autograd attributes
@@ -112,6 +115,23 @@ class Tensor:
             hooks = node.hooks.setdefault(self._output_nr, [])
         hooks.append(hook)
         return _HookHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` on this leaf right after a gradient has been accumulated into
+        its ``.grad`` (DistributedDataParallel starts a bucket's all-reduce from such hooks).
+        The engine accumulates each path into a leaf separately, so a tensor used by several
+        ops is called once per path, each time with ``.grad`` holding the sum so far. Returns a
+        handle whose ``remove()`` unregisters it."""
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook on a tensor that "
+                               "doesn't require grad")
+        if self.grad_fn is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate into .grad; "
+                               "use register_hook on a tensor made by an op")
+        if self._post_accumulate_hooks is None:
+            self._post_accumulate_hooks = []
+        self._post_accumulate_hooks.append(hook)
+        return _HookHandle(self._post_accumulate_hooks, hook)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` of this non-leaf tensor after backward (leaves always keep theirs)."""
