@@ -24,6 +24,8 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
+POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
 # The thread settings as the user launched us, before tinynet's import sets OMP_WAIT_POLICY.
 LAUNCH_ENV = {k: os.environ.get(k) for k in THREAD_VARIABLES}
 
@@ -101,7 +103,7 @@ def set_threads(n: int) -> None:
     before NumPy, numba or torch are imported: the pools read these variables when they start."""
     if not n:
         return
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in POOL_VARIABLES:
         os.environ[var] = str(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
@@ -283,6 +285,10 @@ def environment_lines(env: dict) -> list[str]:
         f"numba {env.get('numba_threads')} (layer {env.get('numba_threading_layer')}); "
         f"environment at launch: {launch}; in effect: {threads}",
     ]
+    if env.get("workers"):  # the frameworks ran in processes of their own: their pools, not ours
+        lines[-1] = (f"- threads in the benchmark processes: " + "; ".join(
+            f"{label}: torch {w['torch_threads']}, numba {w['numba_threads']} (layer {w['numba_threading_layer']})"
+            for label, w in env["workers"].items()) + f"; environment at launch: {launch}")
     return lines
 
 
@@ -299,16 +305,17 @@ def write_jsonl(path: Path, env: dict, rows: list[dict]) -> None:
     with open(path, "w") as f:
         f.write(json.dumps({"type": "environment", **env}) + "\n")
         for row in rows:
-            f.write(json.dumps(_jsonable(row)) + "\n")
+            f.write(json.dumps(jsonable(row)) + "\n")
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` with NaN and infinities as None (JSON has neither), through dicts and lists."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 

@@ -38,27 +38,52 @@ def only(folder, pattern):
 def test_models_benchmark_runs_and_losses_agree(tmp_path):
     pytest.importorskip("torch")
     done = run_script("models.py", "--device", "cpu", "--models", "lenet,pytorch_example", "--steps", "3",
-                      "--check-steps", "2", "--threads", "1", "--out", str(tmp_path))
+                      "--check-steps", "2", "--threads", "1", "--repeats", "2", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     env, rows = read_jsonl(only(tmp_path, "cpu-*-models-threads1.jsonl"))
     assert env["logical_cores"] >= 1 and env["versions"]["torch"] and env["versions"]["numpy"]
-    assert env["thread_env_in_effect"]["OPENBLAS_NUM_THREADS"] == "1" and env["torch_threads"] == 1
+    assert env["workers"]["1"]["torch_threads"] == 1 and env["workers"]["1"]["numba_threads"] == 1
     assert [r["model"] for r in rows] == ["lenet", "pytorch_example"]
     for r in rows:
-        for framework in ("tinynet", "torch"):
-            assert len(r["times_s"][framework]) == 3
+        for framework, other in (("tinynet", "torch"), ("torch", "tinynet")):
+            assert len(r["times_s"][framework]) == 3 * 2  # steps x processes
+            assert len(r[framework]["process_median_ms"]) == 2
             assert r[framework]["median_ms"] > 0
             assert r[framework]["epoch_s"] == pytest.approx(r[framework]["median_ms"] / 1e3 * r["steps_per_epoch"])
+            # each framework trained in processes that never imported the other one
+            assert all(w["modules"] == {framework: True, other: False} for w in r["workers"][framework])
         check = r["loss_check"]
         assert check["pass"] and abs(check["tinynet"] - check["torch"]) < 1e-3 * abs(check["torch"]), check
         assert r["overhead"]["ops_per_step"] > 10 and r["overhead"]["engine_us_per_op"] > 0
         assert r["peak_mb"]["tinynet"] is not None and r["peak_mb"]["torch"] is not None
+        assert len(r["load_1min"]) == 4
     # lenet has no dropout: its timed run is the check; pytorch_example's needs a dropout-free rerun
     assert rows[0]["loss_check"]["run"] == "timed run" and rows[1]["loss_check"]["run"].startswith("separate")
     markdown = only(tmp_path, "cpu-*-models-threads1.md").read_text()
-    assert "| model | batch | tinynet ms/step | torch ms/step |" in markdown
-    assert "| lenet | 256 |" in markdown and "| PASS |" in markdown and "**FAIL**" not in markdown
+    assert "| model | batch | threads | tinynet ms/step | torch ms/step |" in markdown
+    assert "| lenet | 256 | 1 |" in markdown and "| PASS |" in markdown and "**FAIL**" not in markdown
     assert only(tmp_path, "cpu-*-models-threads1.png").stat().st_size > 1000
+
+
+def test_models_thread_settings_and_their_summary_table():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import models
+    finally:
+        sys.path.remove(str(BENCH))
+    assert models.parse_threads("default,1") == [0, 1] and models.parse_threads("1") == [1]
+    with pytest.raises(Exception, match="--threads"):
+        models.parse_threads("two")
+    assert models.results_kind([0]) == "models" and models.results_kind([0, 1]) == "models-threads0-1"
+
+    def row(threads, tinynet_ms, torch_ms):
+        return {"model": "lenet", "batch": 256, "threads": threads, "tinynet": {"median_ms": tinynet_ms},
+                "torch": {"median_ms": torch_ms}, "ratio": tinynet_ms / torch_ms,
+                "workers": {"torch": [{"torch_threads": 2}]}}
+    table = models.summary_table([row(0, 20.0, 10.0), row(1, 30.0, 40.0)], [0, 1])
+    assert table.splitlines()[0] == ("| model (batch) | tinynet, default (2) | PyTorch, default (2) | ratio "
+                                     "| tinynet, 1 | PyTorch, 1 | ratio |")
+    assert table.splitlines()[2] == "| lenet (256) | 20.0 | 10.0 | 2.00x | 30.0 | 40.0 | 0.75x |"
 
 
 def test_ops_benchmark_quick(tmp_path):

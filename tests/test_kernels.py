@@ -263,3 +263,80 @@ def test_batch_norm_takes_the_numba_path_on_cpu_float_arrays(monkeypatch):
     x = tinynet.randn(4, 3, 2, 2)
     tinynet.nn.functional.batch_norm(x, None, None, training=True)
     assert calls == [1]
+
+
+# ---------------------------------------------------------------------- threads and grain
+def numba_kernel_outputs(config, seed, dtype):
+    """Every numba CPU kernel's output for one window configuration, as a flat list of arrays."""
+    from tinynet.kernels import norm as k_norm
+    shape, *geometry = config
+    x = random(shape, seed, dtype)
+    cols = k_im2col.im2col_numba(x, *geometry)
+    back = k_im2col.col2im_numba(cols, shape, *geometry)
+    pooled, argmax = k_pool.max_pool2d_forward_numba(x, *geometry)  # unpadded configs take the unpadded loops
+    grad_in = k_pool.max_pool2d_backward_numba(random(pooled.shape, seed + 1, dtype), argmax, shape)
+    y, x_hat, mean, var, inv_std = k_norm.batch_norm_forward_numba(x, None, None, 1e-5)
+    grad_x, grad_w, grad_b = k_norm.batch_norm_backward_numba(random(shape, seed + 2, dtype), x_hat, inv_std, None, True)
+    return [cols, back, pooled, argmax, grad_in, y, mean, var, grad_x, grad_w, grad_b]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(config=window_configs(), seed=st.integers(0, 2**31))
+def test_parallel_and_serial_kernels_agree(dtype, config, seed):
+    """Each numba kernel has a parallel and a serial version (threads.Loops), picked by the
+    size of the work; forcing each in turn gives the same arrays, bit for bit: both run the same
+    per-task code and no task writes where another does."""
+    import numba
+    from tinynet.kernels import threads
+    assume(config[0][0] * config[0][2] * config[0][3] > 1)  # batch norm's variance needs 2 values
+    with threads.grain(2 ** 62):
+        serial = numba_kernel_outputs(config, seed, dtype)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        with threads.grain(0):
+            parallel = numba_kernel_outputs(config, seed, dtype)
+    finally:
+        numba.set_num_threads(previous)
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_grain_picks_the_version(monkeypatch):
+    """Below the grain the serial version runs, above it (with more than one thread) the parallel one."""
+    import numba
+    from tinynet.kernels import threads
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here: the parallel versions never run")
+    loops = k_im2col._im2col_loops
+    calls = []
+    monkeypatch.setattr(loops, "serial", lambda *a: calls.append("serial"))
+    monkeypatch.setattr(loops, "parallel", lambda *a: calls.append("parallel"))
+    loops(threads.GRAIN - 1)
+    loops(threads.GRAIN)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        loops(threads.GRAIN)  # one thread allowed: nothing to split
+    finally:
+        numba.set_num_threads(previous)
+    assert calls == ["serial", "parallel", "serial"]
+
+
+def test_numba_uses_the_chosen_threading_layer():
+    """tinynet asks numba for its workqueue layer (see kernels/threads.py) unless the user set
+    NUMBA_THREADING_LAYER; checked in a fresh process, after one parallel kernel has run."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, numba; from tinynet.kernels import im2col, threads\n"
+            "with threads.grain(0): im2col.im2col_numba(np.ones((2, 2, 4, 4), np.float32), (2, 2), (1, 1), (0, 0), (1, 1))\n"
+            "print(numba.threading_layer())")
+    for setting, expected in ((None, "workqueue"), ("omp", "omp")):
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+        env["NUMBA_NUM_THREADS"] = "2"
+        if setting:
+            env["NUMBA_THREADING_LAYER"] = setting
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[-1] == expected

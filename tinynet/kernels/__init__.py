@@ -4,7 +4,8 @@ Each kernel has up to three implementations behind one signature:
 
 * a readable reference written against the array module ``xp`` (NumPy, CuPy or the simulated
   device), which is what a learner should read first and what runs when nothing faster fits;
-* a numba version (``@njit(parallel=True, cache=True)``) used for NumPy arrays on the CPU;
+* a numba version (``@njit(cache=True)``, parallel on numba's threads when the work is large
+  enough: ``threads``) used for NumPy arrays on the CPU;
 * a ``numba.cuda`` version (``tinynet/kernels/cuda/``) used for CuPy arrays on a GPU.
 
 ``dispatch`` picks one per array; the tests check that all agree (the CUDA kernels under numba's
@@ -12,6 +13,8 @@ CUDA simulator).
 
 Modules:
   ``dispatch`` which implementation runs for an array; ``reference_kernels()`` forces the references.
+  ``threads``  the numba CPU kernels' threads: numba's threading layer, and the work size (grain)
+               below which a kernel runs on the calling thread.
   ``im2col``   im2col / col2im: unfold image patches into the columns of one matrix so a
                convolution is one matrix product, and fold them back (its exact transpose).
   ``pool``     max-pool forward (with the argmax of each window) and backward.

@@ -23,26 +23,19 @@ pooling need more padding at the bottom/right).
 
 Three implementations behind one signature: ``im2col_reference`` / ``col2im_reference``
 (strided views on the array module: what to read, and what runs on anything else),
-``im2col_numba`` / ``col2im_numba`` (compiled loops, parallel over the rows of ``cols`` / over
-channels, used for NumPy arrays), and ``tinynet.kernels.cuda.im2col`` (``numba.cuda`` kernels,
-used for CuPy arrays; col2im there is a gather). :mod:`tinynet.kernels.dispatch` picks.
+``im2col_numba`` / ``col2im_numba`` (compiled loops for NumPy arrays, parallel over the rows
+of ``cols`` / over channels when the work is large enough: :mod:`tinynet.kernels.threads`), and
+``tinynet.kernels.cuda.im2col`` (``numba.cuda`` kernels, used for CuPy arrays; col2im there is
+a gather). :mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations
 
-import os
+import numba
+import numpy as np
 
-# numba runs ``parallel=True`` kernels on OpenMP threads, which by default spin-wait (burn a
-# core) for a while after each kernel. Between two kernels a conv2d runs OpenBLAS matrix
-# products, whose threads need those same cores: on a 2-core machine the spinning made conv2d
-# 10-100x slower. Passive waiting lets idle threads sleep. ``setdefault``: a user's own setting
-# wins; it only matters if no OpenMP runtime has started yet in this process.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..backend import get_array_module  # noqa: E402
-from .dispatch import reference_kernels, uses_cuda, uses_numba  # noqa: E402  (re-exported)
+from ..backend import get_array_module
+from .dispatch import reference_kernels, uses_cuda, uses_numba  # (re-exported)
+from .threads import Loops
 
 __all__ = ["im2col", "col2im", "im2col_reference", "col2im_reference", "im2col_numba", "col2im_numba",
            "padding_pairs", "output_size", "uses_numba", "reference_kernels"]
@@ -134,14 +127,24 @@ def _fill_row(x, out, c, i, j, sh, sw, top, left, dh, dw, out_h, out_w):
                 out[start + ow] = x[n, c, h, w] if inside else 0
 
 
-@numba.njit(parallel=True, cache=True)
-def _im2col_loops(x, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
-    n_batch, n_chan = x.shape[:2]
-    cols = np.empty((n_chan * kh * kw, n_batch * out_h * out_w), dtype=x.dtype)
-    for row in numba.prange(n_chan * kh * kw):  # each task fills its own row of cols
-        c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
-        _fill_row(x, cols[row], c, i, j, sh, sw, top, left, dh, dw, out_h, out_w)
-    return cols
+def _im2col_driver(parallel: bool):
+    # ``loop`` rather than ``numba.prange`` alone (which is ``range`` when parallel=False): the
+    # two compiled versions then differ in their closure, which numba's on-disk cache needs
+    # to tell them apart (see threads.Loops).
+    loop = numba.prange if parallel else range
+
+    @numba.njit(parallel=parallel, cache=True)
+    def im2col_loops(x, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
+        n_batch, n_chan = x.shape[:2]
+        cols = np.empty((n_chan * kh * kw, n_batch * out_h * out_w), dtype=x.dtype)
+        for row in loop(n_chan * kh * kw):  # each task fills its own row of cols
+            c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
+            _fill_row(x, cols[row], c, i, j, sh, sw, top, left, dh, dw, out_h, out_w)
+        return cols
+    return im2col_loops
+
+
+_im2col_loops = Loops(_im2col_driver)
 
 
 @numba.njit(cache=True)
@@ -163,24 +166,32 @@ def _add_channel(cols, x, c, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
                             x[n, c, h, w] += cols[row, start + ow]
 
 
-@numba.njit(parallel=True, cache=True)
-def _col2im_loops(cols, n_batch, n_chan, height, width, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
-    x = np.zeros((n_batch, n_chan, height, width), dtype=cols.dtype)
-    for c in numba.prange(n_chan):  # each task owns x[:, c]: no two tasks add to one element
-        _add_channel(cols, x, c, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w)
-    return x
+def _col2im_driver(parallel: bool):
+    loop = numba.prange if parallel else range  # see _im2col_driver
+
+    @numba.njit(parallel=parallel, cache=True)
+    def col2im_loops(cols, n_batch, n_chan, height, width, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
+        x = np.zeros((n_batch, n_chan, height, width), dtype=cols.dtype)
+        for c in loop(n_chan):  # each task owns x[:, c]: no two tasks add to one element
+            _add_channel(cols, x, c, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w)
+        return x
+    return col2im_loops
+
+
+_col2im_loops = Loops(_col2im_driver)
 
 
 def im2col_numba(x, kernel_size, stride, padding, dilation):
     """:func:`im2col_reference` as compiled loops (NumPy float32/float64 arrays only)."""
     out_h, out_w, (top, _), (left, _) = _geometry(x.shape, kernel_size, stride, padding, dilation)
-    return _im2col_loops(np.ascontiguousarray(x), *kernel_size, *stride, top, left, *dilation, out_h, out_w)
+    work = x.shape[0] * x.shape[1] * kernel_size[0] * kernel_size[1] * out_h * out_w  # elements of cols
+    return _im2col_loops(work, np.ascontiguousarray(x), *kernel_size, *stride, top, left, *dilation, out_h, out_w)
 
 
 def col2im_numba(cols, input_shape, kernel_size, stride, padding, dilation):
     """:func:`col2im_reference` as compiled loops (NumPy float32/float64 arrays only)."""
     out_h, out_w, (top, _), (left, _) = _geometry(input_shape, kernel_size, stride, padding, dilation)
-    return _col2im_loops(np.ascontiguousarray(cols), *input_shape, *kernel_size, *stride, top, left,
+    return _col2im_loops(cols.size, np.ascontiguousarray(cols), *input_shape, *kernel_size, *stride, top, left,
                          *dilation, out_h, out_w)
 
 

@@ -17,8 +17,9 @@ windows that contain it and chose it, which needs the window geometry too.
 Arguments are pairs ``(height, width)``; ``padding`` is ``(ph, pw)`` or
 ``((top, bottom), (left, right))`` as in :mod:`tinynet.kernels.im2col`. Three implementations
 behind one signature: ``*_reference`` (array module: what to read, and what runs on anything
-else), ``*_numba`` (compiled loops for NumPy arrays, parallel over batch x channels), and
-``tinynet.kernels.cuda.pool`` (``numba.cuda`` kernels for CuPy arrays).
+else), ``*_numba`` (compiled loops for NumPy arrays, parallel over batch x channels when the
+work is large enough: :mod:`tinynet.kernels.threads`), and ``tinynet.kernels.cuda.pool``
+(``numba.cuda`` kernels for CuPy arrays).
 :mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 from ..backend import get_array_module
 from .dispatch import uses_cuda, uses_numba
 from .im2col import _geometry, col2im, padding_pairs
+from .threads import Loops
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward_reference",
            "max_pool2d_backward_reference", "max_pool2d_forward_numba", "max_pool2d_backward_numba"]
@@ -86,29 +88,36 @@ def max_pool2d_backward_reference(grad_out, argmax, input_shape, kernel_size, st
 
 
 # --------------------------------------------------------------------------------------- numba
-@numba.njit(parallel=True, cache=True)
-def _max_pool_forward_loops(x, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
-    n_batch, n_chan, height, width = x.shape
-    out = np.empty((n_batch, n_chan, out_h, out_w), dtype=x.dtype)
-    argmax = np.empty((n_batch, n_chan, out_h, out_w), dtype=np.int64)
-    for nc in numba.prange(n_batch * n_chan):
-        n, c = nc // n_chan, nc % n_chan
-        for oh in range(out_h):
-            for ow in range(out_w):
-                # Scan the whole window, padding as -inf, exactly like the reference's argmax:
-                # the first maximum wins (and the first NaN, which argmax treats as largest).
-                best, best_h, best_w = -np.inf, oh * sh - top, ow * sw - left
-                for i in range(kh):
-                    h = oh * sh - top + i * dh
-                    for j in range(kw):
-                        w = ow * sw - left + j * dw
-                        value = x[n, c, h, w] if (0 <= h < height and 0 <= w < width) else -np.inf
-                        if value > best or (value != value and best == best):
-                            best, best_h, best_w = value, h, w
-                out[n, c, oh, ow] = best
-                inside = 0 <= best_h < height and 0 <= best_w < width
-                argmax[n, c, oh, ow] = best_h * width + best_w if inside else -1
-    return out, argmax
+def _max_pool_forward_driver(parallel: bool):
+    loop = numba.prange if parallel else range  # see im2col._im2col_driver
+
+    @numba.njit(parallel=parallel, cache=True)
+    def max_pool_forward_loops(x, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
+        n_batch, n_chan, height, width = x.shape
+        out = np.empty((n_batch, n_chan, out_h, out_w), dtype=x.dtype)
+        argmax = np.empty((n_batch, n_chan, out_h, out_w), dtype=np.int64)
+        for nc in loop(n_batch * n_chan):
+            n, c = nc // n_chan, nc % n_chan
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    # Scan the whole window, padding as -inf, exactly like the reference's argmax:
+                    # the first maximum wins (and the first NaN, which argmax treats as largest).
+                    best, best_h, best_w = -np.inf, oh * sh - top, ow * sw - left
+                    for i in range(kh):
+                        h = oh * sh - top + i * dh
+                        for j in range(kw):
+                            w = ow * sw - left + j * dw
+                            value = x[n, c, h, w] if (0 <= h < height and 0 <= w < width) else -np.inf
+                            if value > best or (value != value and best == best):
+                                best, best_h, best_w = value, h, w
+                    out[n, c, oh, ow] = best
+                    inside = 0 <= best_h < height and 0 <= best_w < width
+                    argmax[n, c, oh, ow] = best_h * width + best_w if inside else -1
+        return out, argmax
+    return max_pool_forward_loops
+
+
+_max_pool_forward_loops = Loops(_max_pool_forward_driver)
 
 
 @numba.njit(cache=True)
@@ -132,38 +141,53 @@ def _plane_max_unpadded(plane, out, argmax, kh, kw, sh, sw, dh, dw, out_h, out_w
             argmax[oh, ow] = best_index
 
 
-@numba.njit(parallel=True, cache=True)
-def _max_pool_forward_unpadded_loops(x, kh, kw, sh, sw, dh, dw, out_h, out_w):
-    n_batch, n_chan = x.shape[:2]
-    out = np.empty((n_batch, n_chan, out_h, out_w), dtype=x.dtype)
-    argmax = np.empty((n_batch, n_chan, out_h, out_w), dtype=np.int64)
-    for nc in numba.prange(n_batch * n_chan):
-        n, c = nc // n_chan, nc % n_chan
-        _plane_max_unpadded(x[n, c], out[n, c], argmax[n, c], kh, kw, sh, sw, dh, dw, out_h, out_w)
-    return out, argmax
+def _max_pool_forward_unpadded_driver(parallel: bool):
+    loop = numba.prange if parallel else range  # see im2col._im2col_driver
+
+    @numba.njit(parallel=parallel, cache=True)
+    def max_pool_forward_unpadded_loops(x, kh, kw, sh, sw, dh, dw, out_h, out_w):
+        n_batch, n_chan = x.shape[:2]
+        out = np.empty((n_batch, n_chan, out_h, out_w), dtype=x.dtype)
+        argmax = np.empty((n_batch, n_chan, out_h, out_w), dtype=np.int64)
+        for nc in loop(n_batch * n_chan):
+            n, c = nc // n_chan, nc % n_chan
+            _plane_max_unpadded(x[n, c], out[n, c], argmax[n, c], kh, kw, sh, sw, dh, dw, out_h, out_w)
+        return out, argmax
+    return max_pool_forward_unpadded_loops
 
 
-@numba.njit(parallel=True, cache=True)
-def _max_pool_backward_loops(grad_out, argmax, height, width):
-    n_batch, n_chan, out_h, out_w = grad_out.shape
-    grad_in = np.zeros((n_batch, n_chan, height * width), dtype=grad_out.dtype)
-    for nc in numba.prange(n_batch * n_chan):  # one thread per plane: no two threads add to one element
-        n, c = nc // n_chan, nc % n_chan
-        for oh in range(out_h):
-            for ow in range(out_w):
-                index = argmax[n, c, oh, ow]
-                if index >= 0:
-                    grad_in[n, c, index] += grad_out[n, c, oh, ow]
-    return grad_in.reshape(n_batch, n_chan, height, width)
+_max_pool_forward_unpadded_loops = Loops(_max_pool_forward_unpadded_driver)
+
+
+def _max_pool_backward_driver(parallel: bool):
+    loop = numba.prange if parallel else range  # see im2col._im2col_driver
+
+    @numba.njit(parallel=parallel, cache=True)
+    def max_pool_backward_loops(grad_out, argmax, height, width):
+        n_batch, n_chan, out_h, out_w = grad_out.shape
+        grad_in = np.zeros((n_batch, n_chan, height * width), dtype=grad_out.dtype)
+        for nc in loop(n_batch * n_chan):  # one thread per plane: no two threads add to one element
+            n, c = nc // n_chan, nc % n_chan
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    index = argmax[n, c, oh, ow]
+                    if index >= 0:
+                        grad_in[n, c, index] += grad_out[n, c, oh, ow]
+        return grad_in.reshape(n_batch, n_chan, height, width)
+    return max_pool_backward_loops
+
+
+_max_pool_backward_loops = Loops(_max_pool_backward_driver)
 
 
 def max_pool2d_forward_numba(x, kernel_size, stride, padding, dilation):
     """:func:`max_pool2d_forward_reference` as compiled loops (NumPy float32/float64 only)."""
     out_h, out_w, (top, bottom), (left, right) = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    work = x.shape[0] * x.shape[1] * out_h * out_w * kernel_size[0] * kernel_size[1]  # elements compared
     if top == bottom == left == right == 0:  # every window lies inside the image
-        return _max_pool_forward_unpadded_loops(np.ascontiguousarray(x), *kernel_size, *stride, *dilation,
+        return _max_pool_forward_unpadded_loops(work, np.ascontiguousarray(x), *kernel_size, *stride, *dilation,
                                                 out_h, out_w)
-    return _max_pool_forward_loops(np.ascontiguousarray(x), *kernel_size, *stride, top, left, *dilation,
+    return _max_pool_forward_loops(work, np.ascontiguousarray(x), *kernel_size, *stride, top, left, *dilation,
                                    out_h, out_w)
 
 
@@ -172,7 +196,7 @@ def max_pool2d_backward_numba(grad_out, argmax, input_shape, kernel_size=None, s
     """:func:`max_pool2d_backward_reference` as compiled loops (NumPy float32/float64 only): a
     scatter-add, safe without atomics because each task owns one plane. It needs only
     ``argmax``; the window geometry is accepted for the common signature."""
-    return _max_pool_backward_loops(np.ascontiguousarray(grad_out), np.ascontiguousarray(argmax),
+    return _max_pool_backward_loops(grad_out.size, np.ascontiguousarray(grad_out), np.ascontiguousarray(argmax),
                                     int(input_shape[2]), int(input_shape[3]))
 
 
