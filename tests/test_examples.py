@@ -92,12 +92,17 @@ def test_compiled_example_matches_eager(tmp_path):
 
 
 # ------------------------------------------------------------------------------ the command line
-def run_command(script, args, env=None):
-    """Run ``examples/<script> args`` without a GPU simulator; (exit status, stdout, stderr)."""
+def run_command(script, args, env=None, without_cupy=False):
+    """Run ``examples/<script> args`` without a GPU simulator (and, with ``without_cupy``, as if
+    CuPy were not installed); (exit status, stdout, stderr)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("TINYNET_SIMULATE_CUDA", "TINYNET_DEBUG")}
     environment.update(PYTHONPATH=str(ROOT), **(env or {}))
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], capture_output=True, text=True,
-                          env=environment, timeout=300)
+    path = str(ROOT / "examples" / script)
+    command = [sys.executable, path, *args]
+    if without_cupy:  # `import cupy` raises ImportError when sys.modules holds None for it
+        command = [sys.executable, "-c", "import runpy, sys; sys.modules['cupy'] = None; sys.argv = sys.argv[1:]; "
+                   "runpy.run_path(sys.argv[0], run_name='__main__')", path, *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -125,12 +130,19 @@ def test_help_keeps_the_docstring_layout(script):
     assert "(default: cpu)" in stdout  # the defaults are still shown
 
 
+def test_device_gpu_without_cupy_is_one_line():
+    status, stdout, stderr = run_command("lenet.py", ["--device", "gpu", "--data-dir", "/nonexistent"],
+                                         without_cupy=True)
+    assert_one_line_error(status, stdout, stderr, "lenet.py", "argument --device: a CUDA device was requested but "
+                          "CuPy is not installed: install CuPy for your CUDA version")
+
+
 def test_device_gpu_without_a_usable_gpu_is_one_line():
-    """Without CuPy, or with CuPy but no GPU it can see: either way one line that says which."""
+    """As this machine is: without CuPy, or with CuPy but no GPU it can see (one line says which)."""
     if tinynet.backend.cuda_available():
         pytest.skip("this machine has a GPU")
-    status, stdout, stderr = run_command("lenet.py", ["--device", "gpu", "--data-dir", "/nonexistent"])
-    assert_one_line_error(status, stdout, stderr, "lenet.py", "argument --device:")
+    status, stdout, stderr = run_command("speedrun.py", ["--device", "cuda:0", "--data-dir", "/nonexistent"])
+    assert_one_line_error(status, stdout, stderr, "speedrun.py", "argument --device:")
     assert "CuPy is not installed" in stderr or "CuPy sees 0 GPU(s)" in stderr, stderr
 
 

@@ -74,10 +74,23 @@ def check_roundtrip(model, shape, tmp_path, batches=(5, 2), **kwargs):
         assert [m.training for m in model.modules()] == modes
     for batch in batches:
         x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        for got, want in zip(run_onnx(path, x), reference(model, x), strict=True):
+        for got, want, declared in zip(run_onnx(path, x), reference(model, x), proto.graph.output, strict=True):
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, **TOL)
+            assert_declared_shape_fits(declared, got.shape)
     return proto
+
+
+def assert_declared_shape_fits(value_info, shape):
+    """The file's declared output shape allows ``shape``: a fixed size where it has one (a size
+    taken from the example batch would be wrong for other batches), else a symbolic or unknown dim."""
+    tensor_type = value_info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return
+    assert len(tensor_type.shape.dim) == len(shape), (value_info, shape)
+    for dim, size in zip(tensor_type.shape.dim, shape):
+        if dim.HasField("dim_value"):
+            assert dim.dim_value == size, (value_info, shape)
 
 
 # ------------------------------------------------------------------------ the report models
@@ -204,6 +217,120 @@ def test_op_family_matches_onnxruntime(name, tmp_path):
     check_roundtrip(model, shape, tmp_path)
 
 
+# ------------------------------------------------------------------------ every indexing form and shape op
+MASK = np.array([True, False, True, True])
+INDEX = tinynet.tensor([2, 0, 2, -1])  # repeats and a negative index
+
+INDEXING_CASES = {
+    # None: new axes, where PyTorch users put them (a residual block on a flat feature vector)
+    "none_trailing": (lambda x: x[:, :, None, None] * 2, (6,)),
+    "none_leading_and_middle": (lambda x: x[None, :, None] + 1, (3, 4)),
+    "none_with_int_and_slice": (lambda x: x[:, None, 1, 1:3, None], (3, 4)),
+    "ellipsis": (lambda x: x[..., 1:3] + x[..., -1:] - x[:, ...][..., 0, None], (3, 4)),
+    "ellipsis_none": (lambda x: x[..., None] * x[..., None, :], (3, 4)),
+    "ellipsis_middle": (lambda x: x[:, ..., 0], (2, 3, 4)),
+    "negative_ints_and_bounds": (lambda x: x[:, -1, -3:-1] + x[:, -2][:, :-2], (3, 4)),
+    "steps": (lambda x: x[:, ::2, 1::3], (5, 7)),
+    "python_bool": (lambda x: x[:, True] * 3 + x[:, tinynet.tensor(True)] + x[:, False].sum(dim=1, keepdim=True),
+                    (3, 4)),
+    # integer tensors, arrays and lists (advanced indexing)
+    "int_tensor": (lambda x: x[:, INDEX], (5,)),
+    "int_list_negative": (lambda x: x[:, [1, -1]], (3, 4)),
+    "int_tensor_2d": (lambda x: x[:, tinynet.tensor([[0, 1], [2, 0]])], (3, 4)),
+    "int_and_array": (lambda x: x[:, 0, [1, 3]] + x[:, [2], 1], (3, 4)),
+    "arrays_adjacent": (lambda x: x[:, [0, 2, 1], [3, 3, 0]], (3, 4)),
+    "arrays_broadcast": (lambda x: x[:, tinynet.tensor([[0], [2]]), [1, 3, 0]], (3, 4)),
+    "arrays_separated": (lambda x: x[:, [0, 1], :, [1, 2]], (3, 4, 5)),  # NumPy puts their dims first
+    "array_on_batch": (lambda x: x[[1, 0, -1]], (3,)),
+    # bool masks, fixed and computed from the input
+    "mask_constant": (lambda x: x[:, tinynet.tensor(MASK)], (4,)),
+    "mask_2d_constant": (lambda x: x[:, tinynet.tensor(np.eye(3, 4, dtype=bool))], (3, 4)),
+    "mask_computed": (lambda x: x[x > 0] * 2, (3, 4)),
+    "mask_computed_rows": (lambda x: x[:, x[0, :, 0] > 0], (3, 4)),
+    "mask_and_array": (lambda x: x[:, tinynet.tensor(MASK), [0, 2, 1]], (4, 3)),
+    "masked_fill": (lambda x: x.masked_fill(x < 0, 0.5), (3, 4)),
+}
+
+SHAPE_CASES = {
+    "unsqueeze": (lambda x: x.unsqueeze(1) * x.unsqueeze(-1) + x.unsqueeze(-1).unsqueeze(1)[:, 0], (4,)),
+    "unsqueeze_before_batch": (lambda x: x.unsqueeze(0) * 2, (3, 4)),
+    "squeeze": (lambda x: x.squeeze(1) + x.squeeze().sum(dim=1, keepdim=True), (1, 4)),
+    "flatten_start_end": (lambda x: x.flatten(1, 2).flatten(-2, -1), (2, 3, 4)),
+    "flatten_middle": (lambda x: x.flatten(2, 3), (2, 3, 4, 5)),
+    "flatten_batch_in": (lambda x: x.flatten(0, 1) * 2, (3, 4)),
+    "flatten_all": (lambda x: x.flatten(), (3, 4)),
+    "view_reshape": (lambda x: x.view(-1, 12).reshape(x.shape[0], 4, 3).view_as(x.reshape(-1, 4, 3)), (3, 4)),
+    "reshape_as": (lambda x: x.reshape_as(x) + x.reshape(-1, 2, 6).reshape(x.shape), (3, 4)),
+    "permute_batch_last": (lambda x: x.permute(2, 0, 1) * 2, (3, 4)),
+    "transpose_and_t": (lambda x: x.transpose(-1, -2).sum(dim=1) + x.sum(dim=2).t().t(), (3, 4)),
+    "expand_new_leading": (lambda x: x.expand(3, -1, -1), (4,)),
+    "expand_inner": (lambda x: x[:, :, None].expand(-1, -1, 4) + x.unsqueeze(1).expand_as(x[:, None].expand(-1, 4, -1)),
+                     (4,)),
+    "chunk": (lambda x: tinynet.cat(x.chunk(3, dim=1)[::-1], dim=1) + x.chunk(2, dim=-1)[1].sum(dim=1, keepdim=True),
+              (7,)),
+    "split_sizes": (lambda x: x.split([1, 3], dim=-1)[1] * x.split(2, dim=1)[0].sum(dim=(1, 2), keepdim=True), (3, 4)),
+    "stack_cat": (lambda x: tinynet.stack([x, -x], dim=-1).flatten(1) + tinynet.cat([x, x], dim=1), (3,)),
+    "pad": (lambda x: F.pad(x, (1, 1, 2, 0), value=-1.0)[:, 1:, :-1], (3, 4)),
+    "contiguous": (lambda x: x.transpose(1, 2).contiguous(), (3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", INDEXING_CASES)
+def test_indexing_form_matches_onnxruntime(name, tmp_path):
+    fn, shape = INDEXING_CASES[name]
+    check_roundtrip(Lambda(lambda self, x: fn(x)), shape, tmp_path)
+
+
+@pytest.mark.parametrize("name", SHAPE_CASES)
+def test_shape_op_matches_onnxruntime(name, tmp_path):
+    fn, shape = SHAPE_CASES[name]
+    check_roundtrip(Lambda(lambda self, x: fn(x)), shape, tmp_path)
+
+
+def test_index_given_as_a_model_input_stays_an_input(tmp_path):
+    """An integer tensor (and a mask made from it) passed to the model is read at run time, not
+    frozen into the file with the example's values."""
+    class Pick(nn.Module):
+        def forward(self, x, index):
+            picked = x[:, index]
+            return picked + picked[:, index > 1].sum(dim=1, keepdim=True)
+    x, index = tinynet.randn(3, 5), tinynet.tensor([4, 0, 2])
+    tinynet.onnx.export(Pick(), (x, index), tmp_path / "m.onnx", input_names=["x", "index"])
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x2 = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    for other in ([1, 3], [0, 4, 4, -1]):  # other indices, of other lengths
+        other = np.array(other, np.int64)
+        (got,) = session.run(None, {"x": x2, "index": other})
+        np.testing.assert_allclose(got, Pick()(tinynet.tensor(x2), tinynet.tensor(other)).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("fn, why", [
+    (lambda x: x[:, [0, 1], True], "a Python bool beside integer arrays or masks"),
+    (lambda x: x[:, x.sum() > 0], "a 0-d bool mask computed in the model"),
+])
+def test_index_that_cannot_be_exported_lists_the_forms_that_can(fn, why, tmp_path):
+    with pytest.raises(NotImplementedError, match=rf"cannot export indexing with .*: {why}; the forms that export "
+                                                  r"are ints .*None, \.\.\., True/False, integer tensors.*bool masks"):
+        tinynet.onnx.export(Lambda(lambda self, x: fn(x)), tinynet.randn(2, 3), tmp_path / "m.onnx")
+
+
+def test_negative_steps_are_refused_by_the_engine():
+    """PyTorch refuses them too (tinynet.flip-style reversal is not an indexing form)."""
+    with pytest.raises(ValueError, match="step must be greater than zero"):
+        tinynet.randn(2, 3)[:, ::-1]
+
+
+def test_shape_ops_across_the_batch_that_cannot_be_dynamic(tmp_path):
+    """A reshape that splits the batch, or a split along it, depends on the batch size: the error
+    says so and how to export anyway, which then works at the example's batch."""
+    cases = [(lambda self, x: x.reshape(3, 4), "reshape from \\(2, 6\\) to \\(3, 4\\) splits the batch"),
+             (lambda self, x: x.chunk(2, dim=0)[0], "split/chunk along the batch")]
+    for forward, message in cases:
+        with pytest.raises(ValueError, match=message + ".*dynamic_batch=False"):
+            tinynet.onnx.export(Lambda(forward), tinynet.randn(2, 6), tmp_path / "m.onnx")
+        check_roundtrip(Lambda(forward), (6,), tmp_path, batches=(2,), dynamic_batch=False)
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_other_opsets(opset, tmp_path):
     model = Lambda(lambda self, x: F.log_softmax(self.fc(x.mean(dim=-1)), dim=1), fc=nn.Linear(3, 4))
@@ -264,13 +391,6 @@ def test_tracing_hook_is_removed_when_forward_fails(tmp_path):
     with pytest.raises(RuntimeError, match="broken model"):
         tinynet.onnx.export(Lambda(forward), tinynet.randn(2, 3), tmp_path / "m.onnx")
     assert Function.__dict__["apply"] is apply_before
-
-
-def test_reshape_across_the_batch_needs_static_batch(tmp_path):
-    model = Lambda(lambda self, x: x.reshape(-1) * 2)
-    with pytest.raises(ValueError, match="reshape from .*dynamic_batch=False"):
-        tinynet.onnx.export(model, tinynet.randn(2, 3), tmp_path / "m.onnx")
-    check_roundtrip(model, (3,), tmp_path, batches=(2,), dynamic_batch=False)
 
 
 def test_training_only_ops_are_refused(tmp_path):

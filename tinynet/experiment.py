@@ -28,7 +28,7 @@ from .plots import plot_confusion, plot_digits, plot_history
 from .train import evaluate, fit, per_class_accuracy
 
 __all__ = ["make_parser", "command_parser", "command_line", "UsageError", "load_mnist", "mnist_sets", "run",
-           "positive_int", "non_negative_float", "fraction"]
+           "positive_int", "non_negative_float", "fraction", "device_option"]
 
 
 # ------------------------------------------------------------------------------ the command line
@@ -60,7 +60,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """``--help`` keeps the example's docstring as written (its usage lines one per line) and
     shows each option's default."""
 
-    def _get_help_string(self, action):
+    def _get_help_string(self, action):  # the hook ArgumentDefaultsHelpFormatter itself overrides
         if action.default is None or action.default is False:  # unset options and flags: nothing to show
             return action.help
         return super()._get_help_string(action)

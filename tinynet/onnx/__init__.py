@@ -18,6 +18,14 @@ export with a ``NotImplementedError`` that names it.
 Like every tracer, this records the ops that ran for the example input: Python control flow
 (an ``if`` on a value) is frozen into the branch that was taken.
 
+Indexing exports in every form the engine takes (ints, slices, ``None``, ``...``, Python bools,
+integer tensors and bool masks; see ``ops._getitem``). An index array that an op of the model
+computed (the mask of ``x[x > 0]``) or that is a model input stays computed in the file; one
+made outside tinynet's ops (``argmax``, NumPy) is stored as a constant, like any other tensor
+the model made. With ``dynamic_batch=True`` the shapes of the outputs come from ONNX's shape
+inference, so that a dim that follows the batch (or a mask's count) is not fixed at the
+example's size.
+
 The ``onnx`` package is imported only inside ``export`` (``pip install tinynet[onnx]``).
 """
 from .exporter import export

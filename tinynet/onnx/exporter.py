@@ -20,6 +20,7 @@ def _import_onnx():
         import onnx.checker
         import onnx.helper
         import onnx.numpy_helper
+        import onnx.shape_inference
     except ImportError as error:
         raise ImportError("tinynet.onnx.export needs the onnx package: pip install tinynet[onnx] "
                           "(or pip install onnx)") from error
@@ -58,26 +59,47 @@ def _as_tensors(kind: str, value) -> tuple:
     return values
 
 
+def _read_by(call):
+    """What a call read: its arguments and options, with tuples opened, since an index
+    (``GetItem``'s ``index=``) holds raw arrays that earlier calls may have computed."""
+    for value in list(call.args) + list(call.kwargs.values()):
+        yield from value if isinstance(value, tuple) else (value,)
+
+
 def _needed_calls(calls, outputs) -> list:
     """The calls that the outputs depend on, in execution order (side computations are left out,
     so an unsupported op there does not stop the export)."""
-    producer = {id(out): i for i, call in enumerate(calls) for out in call.outputs}
+    # A call's outputs are known by the tensor, and by its array (which an index holds).
+    producer = {id(key): i for i, call in enumerate(calls) for out in call.outputs for key in (out, out.data)}
     needed, stack = set(), [producer[id(t)] for t in outputs if id(t) in producer]
     while stack:
         i = stack.pop()
         if i not in needed:
             needed.add(i)
-            args = list(calls[i].args) + list(calls[i].kwargs.values())
-            stack.extend(producer[id(a)] for a in args if isinstance(a, Tensor) and id(a) in producer)
+            stack.extend(producer[id(a)] for a in _read_by(calls[i]) if id(a) in producer)
     return [calls[i] for i in sorted(needed)]
 
 
-def _value_info(onnx, name, tensor, batch_major):
-    dims = list(tensor.shape)
+def _value_info(onnx, name, tensor, batch_major, shape_known=True):
+    """The declared type of a graph input or output: its dims, dim 0 named ``'batch'`` when it
+    is the batch, or no shape at all (left to :func:`_infer_output_shapes`)."""
+    dims = list(tensor.shape) if shape_known else None
     if batch_major and dims:
         dims[0] = "batch"
     elem_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(tensor.dtype))
     return onnx.helper.make_tensor_value_info(name, elem_type, dims)
+
+
+def _infer_output_shapes(onnx, proto) -> None:
+    """Fill in the shapes of the outputs declared without one, from ONNX's shape inference.
+    With a symbolic batch, an output's dims may depend on the input in more ways than "dim 0
+    is the batch" (``x[None]`` is (1, batch, ...), ``x[:, mask]`` has as many columns as the
+    mask has true values): inference names the dims it can follow and leaves the others
+    unknown, where the example's sizes would be wrong for other inputs."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    for output, found in zip(proto.graph.output, inferred.graph.output):
+        if not output.type.tensor_type.HasField("shape"):
+            output.type.CopyFrom(found.type)
 
 
 def export(model, example_input, path, input_names=None, output_names=None, dynamic_batch=True, opset=17):
@@ -104,7 +126,7 @@ def export(model, example_input, path, input_names=None, output_names=None, dyna
     Raises:
         NotImplementedError: an op has no ONNX translation (the message names it).
         ValueError: an op cannot be exported as called (e.g. dropout in training mode, or a
-            reshape that mixes the batch dim with others while ``dynamic_batch=True``).
+            reshape that splits the batch dim across dims while ``dynamic_batch=True``).
 
     Example::
 
@@ -154,13 +176,14 @@ def export(model, example_input, path, input_names=None, output_names=None, dyna
             g.batch_major[value] = g.batch_major.get(source, False)
         g.rename(value, name)
         g.names[id(out)] = name
-        graph_outputs.append(_value_info(onnx, name, out, g.dynamic and g.batch_major.get(name, False)))
+        graph_outputs.append(_value_info(onnx, name, out, False, shape_known=not g.dynamic))
     graph_inputs = [_value_info(onnx, name, x, dynamic_batch) for x, name in zip(inputs, input_names)]
 
     graph = onnx.helper.make_graph(g.nodes, type(model).__name__, graph_inputs, graph_outputs, g.initializers)
     opsets = [onnx.helper.make_opsetid("", opset)]
     proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="tinynet")
     proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)  # the oldest runtime that can read it
+    _infer_output_shapes(onnx, proto)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return proto

@@ -32,6 +32,7 @@ class GraphBuilder:
         self.parameter_names = parameter_names  # id(tensor) -> 'conv1.weight'
         self.nodes, self.initializers = [], []
         self.names = {}           # id(tensor) -> ONNX value name
+        self.array_names = {}     # id(tensor.data) -> (the array, ONNX value name): indices computed in the model
         self.unavailable = {}     # id(tensor) -> why no ONNX value can stand for it
         self.batch_major = {}     # value name -> whether its dim 0 is the batch
         self._keep = []           # tensors named here, kept alive so that their ids stay unique
@@ -46,6 +47,7 @@ class GraphBuilder:
         """``tensor`` is known in the graph as ``name``."""
         self._keep.append(tensor)
         self.names[id(tensor)] = name
+        self.array_names.setdefault(id(tensor.data), (tensor.data, name))
         self.batch_major.setdefault(name, batch_major)
 
     def is_batch_major(self, x) -> bool:
@@ -66,6 +68,13 @@ class GraphBuilder:
                 self.initializers.append(self.onnx.numpy_helper.from_array(to_host(x.data), name))
             self.bind(x, name)
         return self.names[key]
+
+    def traced_array(self, array) -> str | None:
+        """The ONNX name of the traced tensor whose data is ``array``, or None. Indexing passes
+        raw arrays to ``GetItem`` (the mask of ``x[x > 0]``, an index given as a model input):
+        those computed in the model must stay computed, not be frozen into constants."""
+        entry = self.array_names.get(id(array))
+        return None if entry is None else entry[1]
 
     def constant(self, array, hint: str = "const") -> str:
         """Store ``array`` as an initializer and return its (new) name."""

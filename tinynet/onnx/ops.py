@@ -11,6 +11,7 @@ received them, already normalised by the op's wrapper (e.g. conv padding is alwa
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -196,17 +197,32 @@ def _dropout(g, call):
 
 # ------------------------------------------------------------------------------ shapes
 def _reshape(g, call):
-    """Keep the batch symbolic: ``0`` in an ONNX Reshape's shape copies the input's dim."""
+    """Reshape (also view, flatten, squeeze, unsqueeze), keeping the batch symbolic. When dim 0
+    stays the batch, ``0`` in the ONNX shape copies it. When the batch moves or merges with the
+    dims after it (``unsqueeze(0)``, ``flatten(0, 1)``, ``reshape(-1)``), the first target dim
+    that is not 1 holds it: a ``-1`` there lets ONNX compute it for any batch. A reshape that
+    splits the batch has no such form."""
     x, target = call.args[0], tuple(call.kwargs["shape"])
-    keeps_batch = g.is_batch_major(x) and len(target) >= 1 and target[0] == x.shape[0]
-    if g.dynamic and g.is_batch_major(x) and not keeps_batch:
-        raise ValueError(f"onnx.export: reshape from {tuple(x.shape)} to {target} does not keep the batch "
-                         "as dim 0, so it cannot be exported with dynamic_batch=True; pass dynamic_batch=False")
-    if keeps_batch and len(target) == 2 and x.ndim > 2:  # (N, C, H, W) -> (N, C*H*W)
-        y = g.op("Flatten", _arg(g, call), axis=1)
-    else:
-        y = g.op("Reshape", _arg(g, call), g.ints((0,) + target[1:] if keeps_batch else target))
-    g.batch_major[y] = keeps_batch
+    if not (g.dynamic and g.is_batch_major(x)):
+        y = g.op("Reshape", _arg(g, call), g.ints(target))
+        g.batch_major[y] = False
+        return y
+    batch = x.shape[0]
+    if target[:1] == (batch,):
+        if len(target) == 2 and x.ndim > 2:  # (N, C, H, W) -> (N, C*H*W)
+            y = g.op("Flatten", _arg(g, call), axis=1)
+        else:
+            y = g.op("Reshape", _arg(g, call), g.ints((0,) + target[1:]))
+        g.batch_major[y] = True
+        return y
+    holder = next((i for i, n in enumerate(target) if n != 1), None)
+    if batch == 1 or holder is None or target[holder] % batch:
+        raise ValueError(f"onnx.export: reshape from {tuple(x.shape)} to {target} splits the batch (dim 0, "
+                         f"{batch} in the example input) across dims, so it cannot be exported with "
+                         "dynamic_batch=True; pass dynamic_batch=False"
+                         + (" or trace with a batch of 2 or more" if batch == 1 else ""))
+    y = g.op("Reshape", _arg(g, call), g.ints(target[:holder] + (-1,) + target[holder + 1:]))
+    g.batch_major[y] = False
     return y
 
 
@@ -219,41 +235,153 @@ def _permute(g, call):
 
 def _expand(g, call):
     x, target = call.args[0], list(call.kwargs["shape"])
-    if g.is_batch_major(x) and len(target) == x.ndim:
-        target[0] = 1  # Expand broadcasts both ways: 1 keeps the input's (symbolic) batch
-    return g.op("Expand", _arg(g, call), g.ints(target))
+    if g.is_batch_major(x):  # Expand broadcasts both ways: 1 keeps the input's (symbolic) batch
+        target[len(target) - x.ndim] = 1
+    y = g.op("Expand", _arg(g, call), g.ints(target))
+    g.batch_major[y] = g.is_batch_major(x) and len(target) == x.ndim
+    return y
+
+
+_INDEX_FORMS = ("ints (negative too), slices with positive steps (negative starts and stops too), None, ..., "
+                "True/False, integer tensors, arrays or lists, and bool masks (constant, or computed in the model)")
+
+
+class _Advanced(NamedTuple):
+    """An integer array or a mask in an index, as the int64 index arrays it stands for: one for
+    an integer array, one per covered dim for a mask (its nonzero positions)."""
+
+    names: list   # ONNX names of the int64 index arrays
+    covers: int   # how many dims of the input it indexes (a mask's ndim, else 1)
+    ndim: int     # the rank of each index array
+
+
+def _advanced(g, array, index) -> _Advanced:
+    """An array of an index as a ``_Advanced``: a constant when the array is, computed (Cast,
+    NonZero) when it came out of an op of the model, so that it changes with the input."""
+    traced = g.traced_array(array)
+    if array.dtype == np.bool_:
+        if array.ndim == 0:  # one number decides whether the result has one row or none
+            raise _index_error(index, "a 0-d bool mask computed in the model")
+        if traced is None:
+            return _Advanced([g.constant(d.astype(np.int64), "index") for d in np.nonzero(to_host(array))],
+                             array.ndim, 1)
+        nonzero = g.op("NonZero", traced)  # (k, M): the positions of the M true values
+        rows = [g.op("Gather", nonzero, g.constant(np.asarray(d, np.int64)), axis=0) for d in range(array.ndim)]
+        return _Advanced(rows, array.ndim, 1)
+    if traced is None:
+        return _Advanced([g.constant(to_host(array).astype(np.int64), "index")], 1, array.ndim)
+    if array.dtype != np.int64:
+        traced = g.op("Cast", traced, to=g.onnx.TensorProto.INT64)
+    return _Advanced([traced], 1, array.ndim)
+
+
+def _index_error(index, why: str) -> NotImplementedError:
+    return NotImplementedError(f"onnx.export: cannot export indexing with {index!r}: {why}; the forms that export "
+                               f"are {_INDEX_FORMS}")
+
+
+def _is_bool(item) -> bool:
+    return isinstance(item, (bool, np.bool_))
 
 
 def _getitem(g, call):
-    """Ints and slices (positive steps) as one Slice, then Squeeze for the ints' dims."""
+    """``x[index]`` with NumPy's rules (the getitem wrapper has already brought them in line
+    with PyTorch's), in four steps:
+
+    1. ``None`` and Python bools add a dim (Unsqueeze; ``False`` then selects nothing from it);
+       every other item covers dims of the result one to one (a k-dim mask covers k).
+    2. Slices: one Slice (negative starts and stops count from the end, as in Python).
+    3. Ints, when the index has no arrays: a one-wide Slice, then Squeeze of their dims.
+    4. Integer arrays and masks (a mask stands for the integer arrays of its nonzero
+       positions): Gather for one array. For several, GatherND with their broadcast stacked
+       along its last dim, on the input transposed so that the indexed dims come first; NumPy
+       puts the broadcast dims where the arrays were when they are adjacent, else in front.
+    """
     x, index = call.args[0], call.kwargs["index"]
-    # A 0-d integer array is an int (PyTorch and the getitem wrapper treat it so).
-    items = [int(i) if getattr(i, "ndim", None) == 0 and i.dtype.kind in "iu" else i for i in index]
-    if Ellipsis in items:
-        at = items.index(Ellipsis)
-        items[at:at + 1] = [slice(None)] * (x.ndim - len(items) + 1)
-    if len(items) > x.ndim or not all(isinstance(i, (int, slice)) and not isinstance(i, bool) for i in items):
-        raise NotImplementedError(f"onnx.export: cannot export indexing with {index!r}; only ints, slices "
-                                  "and ... are supported")
+    items = []
+    for item in index:
+        if hasattr(item, "dtype") and item.ndim == 0 and item.dtype.kind in "biu" and g.traced_array(item) is None:
+            # a constant 0-d integer array is an int, as in PyTorch, and a 0-d mask a Python bool
+            item = bool(to_host(item)) if item.dtype == np.bool_ else int(to_host(item))
+        elif hasattr(item, "dtype"):
+            item = _advanced(g, item, index)
+        items.append(item)
+    has_arrays = any(isinstance(i, _Advanced) for i in items)
+    if has_arrays and any(_is_bool(i) for i in items):
+        raise _index_error(index, "a Python bool beside integer arrays or masks")
+    if has_arrays:  # beside arrays, NumPy takes an int as a 0-d array (broadcast with the others)
+        items = [_Advanced([g.constant(np.asarray(i, np.int64))], 1, 0) if isinstance(i, int) and not _is_bool(i)
+                 else i for i in items]
+    covered = sum(i.covers if isinstance(i, _Advanced) else 1 for i in items
+                  if i is not None and i is not Ellipsis and not _is_bool(i))
+    at = next((k for k, i in enumerate(items) if i is Ellipsis), len(items))  # ':' for the dims left
+    items[at:at + 1] = [slice(None)] * (x.ndim - covered)
+
+    source = _arg(g, call)
+    y, new_dims, empty, placed, dim = source, [], [], [], 0  # dims numbered as after step 1
+    for item in items:
+        if item is None or _is_bool(item):
+            new_dims.append(dim)
+            if item is False or item is np.False_:
+                empty.append(dim)
+            dim += 1
+        else:
+            placed.append((dim, item))
+            dim += item.covers if isinstance(item, _Advanced) else 1
+    if new_dims:
+        y = g.op("Unsqueeze", y, g.ints(new_dims))
+
     starts, ends, axes, steps, dropped = [], [], [], [], []
-    for axis, item in enumerate(items):
+    for d, item in placed + [(d, slice(0, 0)) for d in empty]:
         if isinstance(item, int):  # x[i] is x[i:i+1] without that dim
-            dropped.append(axis)
+            dropped.append(d)
             item = slice(item, item + 1 if item != -1 else None)
-        if item.start is None and item.stop is None and item.step in (None, 1):
-            continue  # ':' keeps the whole dim
+        if not isinstance(item, slice) or (item.start is None and item.stop is None and item.step in (None, 1)):
+            continue  # an array, or ':' that keeps the whole dim
         starts.append(0 if item.start is None else item.start)
         ends.append(_INT64_MAX if item.stop is None else item.stop)
-        axes.append(axis)
+        axes.append(d)
         steps.append(1 if item.step is None else item.step)
-    y = _arg(g, call)
     if axes:
         y = g.op("Slice", y, g.ints(starts), g.ints(ends), g.ints(axes), g.ints(steps))
     if dropped:
         y = g.op("Squeeze", y, g.ints(dropped))
-    elif not axes:
+
+    gathered = [(d + j, name) for d, item in placed if isinstance(item, _Advanced)
+                for j, name in enumerate(item.names)]
+    if len(gathered) == 1:
+        y = g.op("Gather", y, gathered[0][1], axis=gathered[0][0])
+    elif gathered:
+        broadcast_ndim = max(item.ndim for _, item in placed if isinstance(item, _Advanced))
+        y = _gather_nd(g, y, [d for d, _ in gathered], [n for _, n in gathered], dim, broadcast_ndim)
+    if y == source:
         y = g.op("Identity", y)
-    g.batch_major[y] = g.is_batch_major(x) and 0 not in axes
+    # dim 0 is still the batch if the index keeps it whole and puts nothing before it
+    dims = [d for d, _ in gathered]
+    adjacent = dims == list(range(dims[0], dims[0] + len(dims))) if dims else True
+    g.batch_major[y] = g.is_batch_major(x) and items[:1] in ([], [slice(None)]) and adjacent
+    return y
+
+
+def _gather_nd(g, y, dims, names, rank, broadcast_ndim):
+    """``y`` indexed by several integer arrays (``names``) at ``dims``, NumPy's way: the arrays
+    broadcast against each other to a shape B, and the result is B followed by the other dims,
+    with B moved to where the arrays were when their dims are adjacent."""
+    others = [d for d in range(rank) if d not in dims]
+    if dims + others != list(range(rank)):
+        y = g.op("Transpose", y, perm=dims + others)  # GatherND indexes the leading dims
+    zero = g.constant(np.asarray(0, np.int64))
+    shape = None  # zeros of the broadcast shape, made at run time (an index may depend on the input)
+    for name in names:
+        zeros = g.op("Mul", name, zero)
+        shape = zeros if shape is None else g.op("Add", shape, zeros)
+    columns = [g.op("Unsqueeze", g.op("Add", name, shape), g.ints([-1])) for name in names]
+    y = g.op("GatherND", y, g.op("Concat", *columns, axis=-1))  # B + the other dims
+    if dims == list(range(dims[0], dims[0] + len(dims))) and dims[0] > 0:  # adjacent, not in front
+        before = dims[0]
+        perm = (list(range(broadcast_ndim, broadcast_ndim + before)) + list(range(broadcast_ndim))
+                + list(range(broadcast_ndim + before, broadcast_ndim + len(others))))
+        y = g.op("Transpose", y, perm=perm)
     return y
 
 
@@ -263,6 +391,10 @@ def _cat(g, call):
 
 def _split(g, call):
     sizes = call.kwargs["sizes"]
+    if g.dynamic and g.is_batch_major(call.args[0]) and call.kwargs["dim"] == 0:
+        raise ValueError(f"onnx.export: split/chunk along the batch (dim 0) into sizes {list(sizes)} cannot be "
+                         "exported with dynamic_batch=True, as the sizes depend on the batch; pass "
+                         "dynamic_batch=False")
     names = g.op("Split", _arg(g, call), g.ints(sizes), axis=call.kwargs["dim"], outputs=len(sizes))
     return tuple([names] if len(sizes) == 1 else names)
 
