@@ -5,7 +5,8 @@ importable as ``tinynet.utils.data``, plus the bits of torchvision a training sc
 * :class:`DataLoader`, the samplers: batches cut on the device by indexing.
 * :class:`MNIST`: the digits, decoded once into tensors on the device; :func:`read_images` and
   :func:`read_labels` check and read its files (and Fashion-MNIST's and KMNIST's, same format).
-* :func:`random_rotation`, :func:`random_affine`, :func:`normalize`: whole-batch image transforms.
+* :func:`random_rotation`, :func:`normalize`: whole-batch image transforms (the arithmetic behind
+  :mod:`tinynet.vision.transforms` too).
 * :func:`read_idx`, :func:`download_file`: the IDX file format; checked, atomic downloads.
 """
 from .idx import read_idx

@@ -43,20 +43,13 @@ class Adagrad(Optimizer):
                               initial_accumulator_value=initial_accumulator_value, eps=eps)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, maximize=maximize))
-        for group in self.param_groups:
-            for p in group["params"]:
-                self._init_state(p, group)
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add a group of parameters; their state (a ``'sum'`` of ``initial_accumulator_value``)
-        is made at once, as for the parameters given to the constructor."""
+        """Add a group of parameters and make their state at once: a ``'sum'`` filled with the
+        group's ``initial_accumulator_value`` (the constructor adds its groups through here too)."""
         super().add_param_group(param_group)
-        if hasattr(self, "state"):
-            for p in self.param_groups[-1]["params"]:
-                self._init_state(p, self.param_groups[-1])
-
-    def _init_state(self, p: Tensor, group: dict) -> None:
-        if len(self.state[p]) == 0:
+        group = self.param_groups[-1]
+        for p in group["params"]:
             self.state[p].update(step=0, sum=Tensor._wrap(p.xp.full_like(p.data, group["initial_accumulator_value"])))
 
     @recordable
