@@ -1,4 +1,4 @@
-"""tinynet.optim: SGD, Adam and AdamW against PyTorch, state dicts, zero_grad, in-place updates
+"""tinynet.optim: SGD, Adam, AdamW, Adadelta, RMSprop and Adagrad against PyTorch, state dicts, zero_grad, in-place updates
 and bad input."""
 import copy
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tinynet
-from tinynet.optim import SGD, Adam, AdamW, Optimizer
+from tinynet.optim import SGD, Adam, AdamW, Adadelta, RMSprop, Adagrad, Optimizer
 
 from helpers import requires_torch, to_numpy, torch
 
@@ -69,6 +69,17 @@ CASES = [
     (AdamW, torch and torch.optim.AdamW, dict(lr=0.05)),
     (AdamW, torch and torch.optim.AdamW, dict(lr=0.05, weight_decay=0.3)),
     (AdamW, torch and torch.optim.AdamW, dict(lr=0.05, weight_decay=0.3, amsgrad=True, maximize=True)),
+    (Adadelta, torch and torch.optim.Adadelta, dict(lr=1.0)),
+    (Adadelta, torch and torch.optim.Adadelta, dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1, maximize=True)),
+    (RMSprop, torch and torch.optim.RMSprop, dict(lr=0.01)),
+    (RMSprop, torch and torch.optim.RMSprop, dict(lr=0.01, momentum=0.9)),
+    (RMSprop, torch and torch.optim.RMSprop, dict(lr=0.01, centered=True)),
+    (RMSprop, torch and torch.optim.RMSprop, dict(lr=0.01, alpha=0.3, centered=True)),  # lerp's other form
+    (RMSprop, torch and torch.optim.RMSprop,
+     dict(lr=0.02, alpha=0.95, eps=1e-3, weight_decay=0.1, momentum=0.5, centered=True, maximize=True)),
+    (Adagrad, torch and torch.optim.Adagrad, dict(lr=0.1)),
+    (Adagrad, torch and torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.5)),
+    (Adagrad, torch and torch.optim.Adagrad, dict(lr=0.1, weight_decay=0.2, eps=1e-3, maximize=True)),
 ]
 CASE_IDS = [f"{cls.__name__}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for cls, _, kw in CASES]
 
@@ -87,6 +98,8 @@ def test_matches_torch(tn_cls, th_cls, kwargs, dtype, device):
     for a, b in zip(tn_params, th_params):
         tn_state, th_state = tn_opt.state[a], th_opt.state[b]
         assert set(tn_state) == set(th_state)
+        if "step" in tn_state:
+            assert tn_state["step"] == th_state["step"].item() == 20
         for key in tn_state:
             if key != "step":
                 np.testing.assert_allclose(to_numpy(tn_state[key]), to_numpy(th_state[key]), **TOL[dtype])
@@ -111,7 +124,8 @@ def test_matches_torch_after_lr_change():
 def test_parameters_without_grad_are_skipped():
     a = tinynet.tensor([1.0, 2.0], requires_grad=True)
     b = tinynet.tensor([3.0, 4.0], requires_grad=True)
-    for opt in (SGD([a, b], lr=0.1, momentum=0.9), Adam([a, b], lr=0.1)):
+    for opt in (SGD([a, b], lr=0.1, momentum=0.9), Adam([a, b], lr=0.1), Adadelta([a, b]),
+                RMSprop([a, b], momentum=0.5)):
         a.grad, b.grad = tinynet.tensor([1.0, 1.0]), None
         opt.step()
         np.testing.assert_array_equal(b.detach().numpy(), [3.0, 4.0])
@@ -121,8 +135,11 @@ def test_parameters_without_grad_are_skipped():
 
 @pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
                                   lambda ps: Adam(ps, lr=0.1, amsgrad=True, weight_decay=0.1),
-                                  lambda ps: AdamW(ps, lr=0.1, maximize=True)],
-                         ids=["SGD", "Adam", "AdamW"])
+                                  lambda ps: AdamW(ps, lr=0.1, maximize=True),
+                                  lambda ps: Adadelta(ps, weight_decay=0.1),
+                                  lambda ps: RMSprop(ps, momentum=0.9, centered=True),
+                                  lambda ps: Adagrad(ps, lr_decay=0.1)],
+                         ids=["SGD", "Adam", "AdamW", "Adadelta", "RMSprop", "Adagrad"])
 def test_step_updates_in_place(make, device):
     """No new buffers after the first step: parameters and state arrays stay the same objects."""
     params, _ = _params(np.float32, device)
@@ -139,6 +156,29 @@ def test_step_updates_in_place(make, device):
         state_value = opt.state[params[i]][key]
         assert state_value is tensor and state_value.data is array, f"param {i}: {key} was reallocated"
     assert all(not np.array_equal(b, to_numpy(p)) for b, p in zip(before, params))
+
+
+@requires_torch
+@pytest.mark.parametrize("tn_cls, th_cls", [(Adadelta, torch and torch.optim.Adadelta),
+                                            (RMSprop, torch and torch.optim.RMSprop),
+                                            (Adagrad, torch and torch.optim.Adagrad)], ids=["Adadelta", "RMSprop", "Adagrad"])
+def test_defaults_are_torchs(tn_cls, th_cls):
+    tn_group = tn_cls([tinynet.tensor([1.0], requires_grad=True)]).param_groups[0]
+    th_group = th_cls([torch.tensor([1.0], requires_grad=True)]).param_groups[0]
+    assert {k: v for k, v in tn_group.items() if k != "params"} == {k: th_group[k] for k in tn_group if k != "params"}
+
+
+def test_adagrad_state_exists_from_the_start():
+    """As in PyTorch, Adagrad makes its state (the sum at initial_accumulator_value) at once,
+    also for a group added later, and a parameter without a gradient keeps it untouched."""
+    a, b = tinynet.tensor([1.0, 2.0], requires_grad=True), tinynet.tensor([3.0], requires_grad=True)
+    opt = Adagrad([a], initial_accumulator_value=0.25)
+    opt.add_param_group({"params": [b], "initial_accumulator_value": 2.0})
+    assert opt.state[a]["step"] == 0 and opt.state[a]["sum"].numpy().tolist() == [0.25, 0.25]
+    a.grad = tinynet.tensor([1.0, 1.0])
+    opt.step()
+    assert opt.state[a]["step"] == 1 and opt.state[b]["step"] == 0
+    assert opt.state[b]["sum"].numpy().tolist() == [2.0] and b.detach().numpy().tolist() == [3.0]
 
 
 def test_step_counter_is_a_host_int():
@@ -181,7 +221,9 @@ def test_closure_returns_loss():
 
 # ---------------------------------------------------------------------------------- state dicts
 STATEFUL = [(SGD, dict(lr=0.1, momentum=0.9, dampening=0.1)), (Adam, dict(lr=0.05, amsgrad=True)),
-            (AdamW, dict(lr=0.05, weight_decay=0.1))]
+            (AdamW, dict(lr=0.05, weight_decay=0.1)), (Adadelta, dict(lr=1.0, weight_decay=0.01)),
+            (RMSprop, dict(lr=0.01, momentum=0.9, centered=True)),
+            (Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1))]
 
 
 @pytest.mark.parametrize("cls, kwargs", STATEFUL, ids=[c.__name__ for c, _ in STATEFUL])
@@ -288,6 +330,15 @@ def test_bad_input():
         (lambda: Adam([p], weight_decay=-0.1), r"Adam: Invalid weight_decay value: -0.1"),
         (lambda: AdamW([p], lr=-1e-3), r"AdamW: Invalid learning rate: -0.001"),
         (lambda: AdamW([p], betas=(0.9, 1.5)), r"AdamW: Invalid beta parameter at index 1: 1.5"),
+        (lambda: Adadelta([p], lr=-1.0), r"Adadelta: Invalid learning rate: -1.0"),
+        (lambda: Adadelta([p], rho=1.5), r"Adadelta: Invalid rho value: 1.5"),
+        (lambda: Adadelta([p], eps=-1.0), r"Adadelta: Invalid epsilon value: -1.0"),
+        (lambda: RMSprop([p], momentum=-0.1), r"RMSprop: Invalid momentum value: -0.1"),
+        (lambda: RMSprop([p], alpha=-0.5), r"RMSprop: Invalid alpha value: -0.5"),
+        (lambda: RMSprop([p], weight_decay=-1.0), r"RMSprop: Invalid weight_decay value: -1.0"),
+        (lambda: Adagrad([p], lr_decay=-1.0), r"Adagrad: Invalid lr_decay value: -1.0"),
+        (lambda: Adagrad([p], initial_accumulator_value=-1.0),
+         r"Adagrad: Invalid initial_accumulator_value value: -1.0"),
     ]
     for make, message in errors:
         with pytest.raises(ValueError, match=message):

@@ -21,7 +21,7 @@ from .gradcheck import gradcheck
 from . import cuda
 from .serialization import save, load
 from .compile import compile_step, CompiledStep
-from . import nn, optim, data, onnx, viz
+from . import nn, optim, data, utils, backends, onnx, viz
 
 # PyTorch's aliases for dtypes (defined last: they shadow builtins inside this module only).
 half, float, double = float16, float32, float64

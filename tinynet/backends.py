@@ -8,12 +8,17 @@ Read at every GEMM, so it can be switched at any time::
     tinynet.backends.allow_tf32 = True
 
 It has no effect on the CPU, nor on the simulated device (tinynet.sim records it only).
+
+``mps`` and ``cudnn`` answer the questions PyTorch scripts ask before choosing a device::
+
+    tinynet.backends.mps.is_available()      # False: tinynet has no Apple-GPU backend
+    tinynet.backends.cudnn.benchmark = True  # accepted; tinynet's convolutions do not use cuDNN
 """
 from __future__ import annotations
 
 from . import backend
 
-__all__ = ["allow_tf32", "prepare_gemm"]
+__all__ = ["allow_tf32", "prepare_gemm", "mps", "cudnn"]
 
 allow_tf32 = False
 
@@ -23,3 +28,33 @@ def prepare_gemm(xp) -> None:
     ops that call ``xp.matmul`` call this first)."""
     if xp is not backend.np:
         backend.set_gemm_tf32(xp, allow_tf32)
+
+
+class _MPS:
+    """``torch.backends.mps``: Apple's Metal GPUs. tinynet has no Metal backend, so a script's
+    ``if backends.mps.is_available(): device = "mps"`` takes its other branch."""
+
+    @staticmethod
+    def is_available() -> bool:
+        return False
+
+    @staticmethod
+    def is_built() -> bool:
+        return False
+
+
+class _CuDNN:
+    """``torch.backends.cudnn``: tinynet's GPU convolutions are im2col + GEMM, not cuDNN, so
+    ``benchmark`` and ``deterministic`` are recorded for scripts that set them and change nothing."""
+
+    enabled = True
+    benchmark = False
+    deterministic = False
+
+    @staticmethod
+    def is_available() -> bool:
+        return False
+
+
+mps = _MPS()
+cudnn = _CuDNN()

@@ -6,7 +6,9 @@ into place once its checksum is right. ``os.replace`` is atomic on one file syst
 process (or a crash) sees either no file or the whole, verified one.
 
 The checksum is the sha256 of the *decompressed* bytes: mirrors may serve a file gzip-compressed
-or not, and compressed differently, but the data inside is the same.
+or not, and compressed differently, but the data inside is the same. Where only the MD5 of the
+file as served is published (torchvision's checksums for Fashion-MNIST and KMNIST, which have a
+single mirror each), ``md5=`` checks that instead.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from .idx import read_bytes
 
-__all__ = ["download_file", "decompressed_sha256", "DownloadError"]
+__all__ = ["download_file", "decompressed_sha256", "file_md5", "DownloadError"]
 
 
 class DownloadError(RuntimeError):
@@ -33,7 +35,8 @@ def decompressed_sha256(path) -> str:
     return hashlib.sha256(read_bytes(path)).hexdigest()
 
 
-def download_file(url_list, dest_path, sha256_of_decompressed: str, timeout: float = 30.0) -> Path:
+def download_file(url_list, dest_path, sha256_of_decompressed: str | None = None, timeout: float = 30.0, *,
+                  md5: str | None = None) -> Path:
     """Download ``dest_path`` from the first of ``url_list`` that serves a verified copy.
 
     Args:
@@ -41,6 +44,8 @@ def download_file(url_list, dest_path, sha256_of_decompressed: str, timeout: flo
         dest_path: where the file goes; its directory is made if needed.
         sha256_of_decompressed: expected sha256 (hex) of the file's decompressed bytes.
         timeout: seconds to wait for each connection and read.
+        md5: expected MD5 (hex) of the file exactly as served, for files whose publisher gives
+            only that. One of the two checksums is required.
 
     Returns:
         ``dest_path`` as a Path.
@@ -49,6 +54,10 @@ def download_file(url_list, dest_path, sha256_of_decompressed: str, timeout: flo
         DownloadError (a RuntimeError) listing every mirror and why it failed. Nothing is left
         at ``dest_path`` or next to it when every mirror fails.
     """
+    if (sha256_of_decompressed is None) == (md5 is None):
+        raise ValueError("download_file: pass exactly one checksum, sha256_of_decompressed or md5")
+    check = ("sha256 of the decompressed data", decompressed_sha256, sha256_of_decompressed.lower()) \
+        if md5 is None else ("md5 of the file", file_md5, md5.lower())
     if isinstance(url_list, str):
         url_list = [url_list]
     dest = Path(dest_path)
@@ -56,16 +65,22 @@ def download_file(url_list, dest_path, sha256_of_decompressed: str, timeout: flo
     failures = []
     for url in url_list:
         try:
-            _fetch_verified(url, dest, sha256_of_decompressed.lower(), timeout)
+            _fetch_verified(url, dest, check, timeout)
             return dest
         except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
             failures.append(f"  {url}: {exc}")
     raise DownloadError(f"download_file: could not download {dest.name} from any mirror:\n" + "\n".join(failures))
 
 
-def _fetch_verified(url: str, dest: Path, sha256: str, timeout: float) -> None:
-    """Download ``url`` into a temporary file beside ``dest``, check it, then move it into place.
-    On any failure the temporary file is removed and the error propagates."""
+def file_md5(path) -> str:
+    """The MD5 (hex) of the file's bytes as they are (compressed or not)."""
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def _fetch_verified(url: str, dest: Path, check: tuple, timeout: float) -> None:
+    """Download ``url`` into a temporary file beside ``dest``, check it with ``check`` (what,
+    how to compute it, the expected hex digest), then move it into place. On any failure the
+    temporary file is removed and the error propagates."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as tmp, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -74,10 +89,10 @@ def _fetch_verified(url: str, dest: Path, sha256: str, timeout: float) -> None:
             expected, received = response.headers.get("Content-Length"), tmp.tell()
         if expected is not None and int(expected) != received:
             raise ValueError(f"truncated: received {received} bytes, the server announced {expected}")
-        found = decompressed_sha256(tmp_name)
-        if found != sha256:
-            raise ValueError(f"sha256 of the decompressed data is {found}, expected {sha256} (corrupt or "
-                             "wrong file)")
+        what, digest, expected = check
+        found = digest(tmp_name)
+        if found != expected:
+            raise ValueError(f"{what} is {found}, expected {expected} (corrupt or wrong file)")
         os.replace(tmp_name, dest)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

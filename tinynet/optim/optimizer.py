@@ -23,7 +23,7 @@ from ..autograd import enable_grad
 from ..tensor import Tensor
 from ..recording import recordable
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "check_hyperparameters"]
 
 
 class Optimizer:
@@ -168,6 +168,15 @@ class Optimizer:
             if "param_names" in group and "param_names" not in saved:
                 saved["param_names"] = group["param_names"]
         self.state, self.param_groups = state, saved_groups
+
+
+def check_hyperparameters(optimizer: str, **values) -> None:
+    """Raise PyTorch's ValueError for a negative hyper-parameter, naming the optimiser, e.g.
+    ``check_hyperparameters("RMSprop", lr=lr, eps=eps)``."""
+    labels = {"lr": "learning rate", "eps": "epsilon value"}
+    for key, value in values.items():
+        if not 0.0 <= value:
+            raise ValueError(f"{optimizer}: Invalid {labels.get(key, key + ' value')}: {value}")
 
 
 # The step counter lives on the host as a Python int while training (see adam.py for why); in a
