@@ -265,3 +265,22 @@ def test_a_failing_rank_ends_the_job_with_an_error_naming_it(tmp_path, how):
     else:
         assert "rank 1 of 2" in output and "was killed by signal SIGKILL" in output
     assert seconds < 30  # ended by the abort, not by the 60 s timeouts
+
+
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"  # as tests/test_examples.py
+
+
+@requires_mpi
+@pytest.mark.skipif(not (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(), reason="MNIST not found at ../shared/data/mnist")
+def test_example_with_distributed_prints_and_writes_once(tmp_path):
+    """examples/lenet.py --distributed on 2 ranks: one set of epoch lines, figures and checkpoints."""
+    cmd = [sys.executable, "-m", "tinynet.distributed.run", "-n", "2", "--timeout", "300",
+           str(ROOT / "examples" / "lenet.py"), "--distributed", "--data-dir", str(MNIST_DIR), "--subset", "512",
+           "--epochs", "2", "--batch-size", "64", "--no-progress", "--test-batch-size", "256", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=330, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert output.count("epoch 2/2: train loss") == 1 and output.count("final test accuracy") == 1
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_1.npz", "epoch_2.npz", "last.npz"]
+    assert (tmp_path / "curves.png").exists() and json.loads((tmp_path / "history.json").read_text())["train_loss"]

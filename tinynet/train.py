@@ -195,9 +195,11 @@ def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int =
         os.makedirs(checkpoint_dir, exist_ok=True)
 
     for epoch in range(start + 1, epochs + 1):
-        for source in (train_loader, getattr(train_loader, "sampler", None)):  # a new order per epoch
-            if hasattr(source, "set_epoch"):
-                source.set_epoch(epoch)
+        # A new order per epoch, the same on every rank: the loader tells its sampler.
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        elif hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
         began = time.perf_counter()
         train_loss, train_acc = _train_one_epoch(train_step, model, train_loader, epoch, epochs, log_every,
                                                  progress)
