@@ -122,7 +122,29 @@ def collectives(out: Path, rank: int, world: int) -> None:
     for epoch in (0, 1):
         sampler.set_epoch(epoch)
         results[f"sampler_epoch{epoch}"] = np.array(list(sampler))
+    results["no_sync_grad"], results["no_sync_expected"] = _no_sync(rank, world)
     np.savez(out / f"collectives_rank{rank}.npz", **results)
+
+
+def _no_sync(rank: int, world: int):
+    """Two micro-batches per rank, the first inside ``no_sync()``: the gradient is the average
+    over the ranks of each rank's summed micro-batch gradients. Returns (DDP's weight gradient,
+    the same computed from every rank's data on a plain copy of the layer)."""
+    import tinynet.distributed as dist
+    rng = np.random.default_rng(7)
+    xs = rng.standard_normal((world, 2, 4, 3)).astype(np.float32)  # [rank, micro-batch, samples, features]
+    tinynet.manual_seed(0)
+    layer = nn.Linear(3, 2)
+    plain = nn.Linear(3, 2)
+    plain.load_state_dict(layer.state_dict())
+    ddp = dist.DistributedDataParallel(layer)
+    with ddp.no_sync():
+        (ddp(tinynet.tensor(xs[rank, 0])) ** 2).mean().backward()
+    (ddp(tinynet.tensor(xs[rank, 1])) ** 2).mean().backward()
+    for r in range(world):
+        for m in range(2):
+            (plain(tinynet.tensor(xs[r, m])) ** 2).mean().backward()
+    return layer.weight.grad.numpy(), plain.weight.grad.numpy() / world
 
 
 def fit_run(out: Path, rank: int, world: int) -> None:
