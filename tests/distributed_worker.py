@@ -123,6 +123,17 @@ def collectives(out: Path, rank: int, world: int) -> None:
         sampler.set_epoch(epoch)
         results[f"sampler_epoch{epoch}"] = np.array(list(sampler))
     results["no_sync_grad"], results["no_sync_expected"] = _no_sync(rank, world)
+
+    from tinynet.compile import compile_step
+
+    def doubled_sum(x):  # a user's all_reduce inside a compiled step: recorded, then replayed
+        y = x * 2
+        dist.all_reduce(y)
+        return y
+    step = compile_step(doubled_sum)
+    inputs = [tinynet.full((3,), float(k + rank)) for k in range(5)]
+    results["compiled_all_reduce"] = np.stack([step(x).numpy() for x in inputs])
+    results["compiled_replays"] = np.array(step.fallback_reason(inputs[0]) is None and len(step.program(inputs[0])) == 2)
     np.savez(out / f"collectives_rank{rank}.npz", **results)
 
 
