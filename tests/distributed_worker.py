@@ -123,6 +123,7 @@ def collectives(out: Path, rank: int, world: int) -> None:
         sampler.set_epoch(epoch)
         results[f"sampler_epoch{epoch}"] = np.array(list(sampler))
     results["no_sync_grad"], results["no_sync_expected"] = _no_sync(rank, world)
+    results.update(_sync_batchnorm_gradients(rank, world))
 
     from tinynet.compile import compile_step
 
@@ -135,6 +136,30 @@ def collectives(out: Path, rank: int, world: int) -> None:
     results["compiled_all_reduce"] = np.stack([step(x).numpy() for x in inputs])
     results["compiled_replays"] = np.array(step.fallback_reason(inputs[0]) is None and len(step.program(inputs[0])) == 2)
     np.savez(out / f"collectives_rank{rank}.npz", **results)
+
+
+def _sync_batchnorm_gradients(rank: int, world: int) -> dict:
+    """SyncBatchNorm in float64 on this rank's share of a batch against BatchNorm2d on the whole
+    batch: the output and the input gradient of this rank's rows, the running statistics, and
+    the rank's share of the weight and bias gradients (summed over the ranks by the test)."""
+    import tinynet.distributed as dist
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4 * world, 3, 5, 5)) * 2 + 1
+    cotangent = rng.standard_normal(x.shape)
+    rows = slice(4 * rank, 4 * (rank + 1))
+    results = {}
+    for name, layer, xs, vs in (("sync", dist.SyncBatchNorm(3), x[rows], cotangent[rows]),
+                                ("full", nn.BatchNorm2d(3), x, cotangent)):
+        layer = layer.double()
+        layer.weight.data[...] = [0.5, 1.5, -2.0]
+        inp = tinynet.tensor(xs, requires_grad=True)
+        out = layer(inp)
+        (out * tinynet.tensor(vs)).sum().backward()
+        keep = rows if name == "full" else slice(None)
+        results.update({f"bn_{name}_y": out.detach().numpy()[keep], f"bn_{name}_dx": inp.grad.numpy()[keep],
+                        f"bn_{name}_dw": layer.weight.grad.numpy(), f"bn_{name}_db": layer.bias.grad.numpy(),
+                        f"bn_{name}_mean": layer.running_mean.numpy(), f"bn_{name}_var": layer.running_var.numpy()})
+    return results
 
 
 def _no_sync(rank: int, world: int):

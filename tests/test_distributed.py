@@ -231,6 +231,13 @@ def test_collectives_and_the_sampler_across_two_ranks(tmp_path):
         # 2 * (k + 0) + 2 * (k + 1) at call k: eager, recorded twice, then replayed twice
         np.testing.assert_allclose(got["compiled_all_reduce"], np.repeat(4.0 * np.arange(5)[:, None] + 2, 3, axis=1))
         assert got["compiled_replays"]  # the program is [x * 2, all_reduce]
+    for got in ranks:  # SyncBatchNorm on half the batch each = BatchNorm2d on the whole batch
+        for key in ("y", "dx", "mean", "var"):
+            np.testing.assert_allclose(got[f"bn_sync_{key}"], got[f"bn_full_{key}"], rtol=1e-10, atol=1e-12,
+                                       err_msg=key)
+    for key in ("dw", "db"):  # each rank's share of the parameter gradients; DDP sums them
+        np.testing.assert_allclose(ranks[0][f"bn_sync_{key}"] + ranks[1][f"bn_sync_{key}"], ranks[0][f"bn_full_{key}"],
+                                   rtol=1e-10, atol=1e-12, err_msg=key)
     for epoch in (0, 1):
         shares = [r[f"sampler_epoch{epoch}"] for r in ranks]
         assert sorted(np.concatenate(shares).tolist()) == list(range(10))  # exactly once per epoch
