@@ -124,6 +124,7 @@ def collectives(out: Path, rank: int, world: int) -> None:
         results[f"sampler_epoch{epoch}"] = np.array(list(sampler))
     results["no_sync_grad"], results["no_sync_expected"] = _no_sync(rank, world)
     results.update(_sync_batchnorm_gradients(rank, world))
+    results["shared_grads"], results["shared_expected"] = _shared_and_unused(rank, world)
 
     from tinynet.compile import compile_step
 
@@ -160,6 +161,46 @@ def _sync_batchnorm_gradients(rank: int, world: int) -> dict:
                         f"bn_{name}_dw": layer.weight.grad.numpy(), f"bn_{name}_db": layer.bias.grad.numpy(),
                         f"bn_{name}_mean": layer.running_mean.numpy(), f"bn_{name}_var": layer.running_var.numpy()})
     return results
+
+
+class _SharedAndUnused(nn.Module):
+    """A weight used on two paths (tinynet accumulates it twice) and a parameter never used."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Linear(3, 3)
+        self.unused = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.shared(self.shared(x).tanh())
+
+
+def _shared_and_unused(rank: int, world: int):
+    """DDP on _SharedAndUnused for 2 steps (the hooks must wait for both paths into the shared
+    weight and not wait for the unused one): returns (DDP's gradients, the ranks' average
+    computed on a plain copy), each concatenated over all parameters."""
+    import tinynet.distributed as dist
+    rng = np.random.default_rng(5)
+    xs = rng.standard_normal((world, 6, 3)).astype(np.float32)
+    tinynet.manual_seed(0)
+    model, plain = _SharedAndUnused(), _SharedAndUnused()
+    plain.load_state_dict(model.state_dict())
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=1e-5)  # one parameter per bucket
+    group, started = ddp._group, []
+    start = group.start_all_reduce
+    group.start_all_reduce = lambda array, op: started.append(1) or start(array, op)
+    for _ in range(2):
+        ddp.zero_grad()
+        (ddp(tinynet.tensor(xs[rank])) ** 2).mean().backward()
+    group.start_all_reduce = start
+    assert len(started) == 2 * 4, f"{len(started)} bucket all-reduces for 2 steps of 4 buckets"  # once each
+    for r in range(world):
+        (plain(tinynet.tensor(xs[r])) ** 2).mean().backward()
+
+    def flat(m, scale=1.0):
+        return np.concatenate([(p.grad.numpy() * scale if p.grad is not None else np.zeros(p.shape)).ravel()
+                               for p in m.parameters()])
+    return flat(model), flat(plain, 1 / world)
 
 
 def _no_sync(rank: int, world: int):

@@ -228,6 +228,7 @@ def test_collectives_and_the_sampler_across_two_ranks(tmp_path):
         np.testing.assert_allclose(got["broadcast"], np.full((2, 2), 8.0))  # rank 1's
         np.testing.assert_array_equal(got["all_gather"], [[0, 1, 2], [10, 11, 12]])
         np.testing.assert_allclose(got["no_sync_grad"], got["no_sync_expected"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["shared_grads"], got["shared_expected"], rtol=1e-5, atol=1e-6)
         # 2 * (k + 0) + 2 * (k + 1) at call k: eager, recorded twice, then replayed twice
         np.testing.assert_allclose(got["compiled_all_reduce"], np.repeat(4.0 * np.arange(5)[:, None] + 2, 3, axis=1))
         assert got["compiled_replays"]  # the program is [x * 2, all_reduce]
