@@ -296,3 +296,11 @@ def test_example_with_distributed_prints_and_writes_once(tmp_path):
     assert output.count("epoch 2/2: train loss") == 1 and output.count("final test accuracy") == 1
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_1.npz", "epoch_2.npz", "last.npz"]
     assert (tmp_path / "curves.png").exists() and json.loads((tmp_path / "history.json").read_text())["train_loss"]
+
+
+def test_an_example_started_on_several_ranks_without_distributed_stops_at_once(monkeypatch):
+    import argparse
+    from tinynet.experiment import load_mnist
+    monkeypatch.setenv("PMI_SIZE", "2")  # what mpiexec tells each of 2 ranks
+    with pytest.raises(SystemExit, match="started on 2 ranks .* without --distributed: every rank would train alone"):
+        load_mnist(argparse.Namespace(distributed=False, device="cpu"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,11 @@ def _init_distributed(args) -> None:
     """With ``--distributed``, join the process group once (``mpi`` on the CPU, ``nccl`` on a
     GPU, which also gives each rank its own GPU)."""
     if not getattr(args, "distributed", False):
+        ranks = int(os.environ.get("PMI_SIZE", "1"))  # set by mpiexec for each rank it starts
+        if ranks > 1:
+            raise SystemExit(f"this script was started on {ranks} ranks (tinynet.distributed.run or mpiexec) "
+                             "without --distributed: every rank would train alone and write the same files; "
+                             "add --distributed")
         return
     from . import distributed as dist
     if not dist.is_initialized():
