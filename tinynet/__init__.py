@@ -22,6 +22,7 @@ from . import cuda
 from .serialization import save, load
 from .compile import compile_step, CompiledStep
 from . import nn, optim, data, utils, backends, onnx, viz
+from . import distributed  # as torch.distributed; MPI and NCCL are imported by init_process_group only
 
 # PyTorch's aliases for dtypes (defined last: they shadow builtins inside this module only).
 half, float, double = float16, float32, float64

@@ -146,6 +146,9 @@ def make_parser(description: str, *, epochs: int, batch_size: int, lr: float, se
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--compile", action="store_true",
                    help="record the training and evaluation steps once and replay them (tinynet.compile_step)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the ranks that `python -m tinynet.distributed.run -n N` "
+                        "starts (backend mpi on cpu, nccl on gpu); --batch-size is per rank")
     p.add_argument("--export-onnx", default=None, metavar="PATH",
                    help="after training, export the model to this ONNX file (needs tinynet[onnx])")
     return p
@@ -155,7 +158,9 @@ def make_parser(description: str, *, epochs: int, batch_size: int, lr: float, se
 def mnist_sets(args, normalize=(0.1307, 0.3081)) -> tuple:
     """The MNIST training and test sets on ``args.device`` (the first ``args.subset`` images of
     each when given), as the command line asked: ``--data-dir``, ``--download``,
-    ``--verify-data``. Missing, damaged or undownloadable files raise :class:`UsageError`."""
+    ``--verify-data``. Missing, damaged or undownloadable files raise :class:`UsageError`.
+    With ``--distributed`` the process group is joined first (on a GPU it picks the device)."""
+    _init_distributed(args)
     dev = _device(args.device)
     options = dict(download=args.download, verify=args.verify_data, device=dev, normalize=normalize)
     try:
@@ -177,10 +182,16 @@ def mnist_sets(args, normalize=(0.1307, 0.3081)) -> tuple:
 def load_mnist(args, normalize=(0.1307, 0.3081), train_transform=None):
     """MNIST train and test loaders with the whole set on ``args.device`` (:func:`mnist_sets`);
     ``train_transform`` (e.g. a random rotation) is applied to every training batch of images
-    on the device."""
+    on the device. With ``--distributed`` each rank draws its share of the training set through a
+    :class:`~tinynet.distributed.DistributedSampler`, reshuffled by fit's ``set_epoch``."""
     train, test = mnist_sets(args, normalize)
-    train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                              batch_transform=train_transform)
+    if getattr(args, "distributed", False):
+        from .distributed import DistributedSampler
+        train_loader = DataLoader(train, batch_size=args.batch_size, sampler=DistributedSampler(train, seed=args.seed),
+                                  batch_transform=train_transform)
+    else:
+        train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                                  batch_transform=train_transform)
     test_loader = DataLoader(test, batch_size=args.test_batch_size, shuffle=False)
     return train_loader, test_loader
 
@@ -195,10 +206,38 @@ def rotation(degrees: float, fill: float = -1.0):
 
 
 # ------------------------------------------------------------------------------ the run
+def _init_distributed(args) -> None:
+    """With ``--distributed``, join the process group once (``mpi`` on the CPU, ``nccl`` on a
+    GPU, which also gives each rank its own GPU)."""
+    if not getattr(args, "distributed", False):
+        ranks = int(os.environ.get("PMI_SIZE", "1"))  # set by mpiexec for each rank it starts
+        if ranks > 1:
+            raise UsageError(f"this script was started on {ranks} ranks (tinynet.distributed.run or mpiexec) "
+                             "without --distributed: every rank would train alone and write the same files; "
+                             "add --distributed")
+        return
+    from . import distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("mpi" if _device(args.device).type == "cpu" else "nccl")
+    if dist.get_backend() == "nccl":
+        args.device = str(dist.process_group.require_group("--distributed").device)
+
+
 def run(model, optimizer, loss_fn, args, train_loader, test_loader, scheduler=None, name: str = "model"):
     """Train, evaluate, and write ``history.json``, ``curves.png``, ``confusion.png``,
-    ``misclassified.png`` and ``predictions.png`` under ``args.out``. Returns the history."""
+    ``misclassified.png`` and ``predictions.png`` under ``args.out``. Returns the history.
+    With ``--distributed`` the model is wrapped in DistributedDataParallel; every rank trains,
+    and rank 0 alone evaluates, prints and writes."""
     out = Path(args.out)
+    module = model  # what is exported to ONNX: the model itself, never its DDP wrapper
+    if getattr(args, "distributed", False):
+        from .distributed import DistributedDataParallel, get_rank
+        _init_distributed(args)
+        model = DistributedDataParallel(model)
+        if get_rank() != 0:
+            return fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs=args.epochs,
+                       scheduler=scheduler, checkpoint_dir=out / "checkpoints", resume=args.resume,
+                       progress=False, compile=args.compile)
     out.mkdir(parents=True, exist_ok=True)
     history = fit(model, optimizer, loss_fn, train_loader, test_loader, epochs=args.epochs,
                   scheduler=scheduler, checkpoint_dir=out / "checkpoints", resume=args.resume,
@@ -218,7 +257,7 @@ def run(model, optimizer, loss_fn, args, train_loader, test_loader, scheduler=No
     if args.export_onnx:
         from .onnx import export
         example = next(iter(test_loader))[0][:2]  # a batch of 2, so the batch dim is unambiguous
-        export(model, example, args.export_onnx)
+        export(module, example, args.export_onnx)
         print(f"ONNX model written to {args.export_onnx}")
     per_class = per_class_accuracy(result["confusion"])
     summary = {"final_test_acc": result["accuracy"], "best_test_acc": history.best_test_acc,

@@ -1,5 +1,9 @@
 """Training tools shared by the examples: ``fit``, ``evaluate``, metrics and checkpoints.
 
+Under data-parallel training (``tinynet.distributed``) every rank runs ``fit``; only rank 0
+prints, shows a progress bar and writes checkpoints, and the epoch's training loss and accuracy
+are summed over the ranks (one all-reduce per epoch) so that rank 0 reports the whole epoch.
+
 The training loop never reads device memory inside a step: the running loss and the count
 of correct predictions are accumulated as device tensors and read (one synchronisation) only
 every ``log_every`` steps and at the end of the epoch. That keeps the GPU busy and the step
@@ -18,6 +22,7 @@ import numpy as np
 from . import random as _random
 from .autograd import no_grad
 from .compile import compile_step
+from .distributed import process_group as _dist
 from .serialization import load, save
 from .tensor import Tensor
 
@@ -132,7 +137,7 @@ def save_checkpoint(path, model, optimizer, scheduler=None, epoch: int = 0, hist
     """Everything needed to resume: weights, optimiser and scheduler state, the finished epoch,
     the history and the random generators' states."""
     state = {
-        "model": model.state_dict(),
+        "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
@@ -145,7 +150,7 @@ def save_checkpoint(path, model, optimizer, scheduler=None, epoch: int = 0, hist
 def load_checkpoint(path, model, optimizer=None, scheduler=None) -> tuple[int, History]:
     """Restore what :func:`save_checkpoint` wrote; returns (finished epoch, history)."""
     state = load(path)
-    model.load_state_dict(state["model"])
+    _unwrap(model).load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
@@ -169,23 +174,32 @@ def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int =
         log_every: steps between reads of the running loss from the device (the only
             host-device synchronisations inside an epoch).
         on_epoch_end: optional ``fn(epoch, history)`` called after each epoch.
+        Data-parallel (``model`` a DistributedDataParallel, the loader's sampler a
+        DistributedSampler): every rank calls ``fit``; rank 0 alone prints and writes the
+        checkpoints, and on ``resume`` every rank reads rank 0's ``last.npz``.
         compile: record the training and evaluation steps once and replay them
             (:func:`tinynet.compile_step`): the same results with less Python per step.
     """
     history, start = History(), 0
+    main = _dist.get_rank() == 0
+    progress = progress and main
     train_step = make_train_step(model, optimizer, loss_fn)
     if compile:
         train_step = compile_step(train_step, model=model)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and checkpoint_dir is not None and (checkpoint_dir / "last.npz").exists():
         start, history = load_checkpoint(checkpoint_dir / "last.npz", model, optimizer, scheduler)
-        print(f"resumed from {checkpoint_dir / 'last.npz'} after epoch {start}")
-    if checkpoint_dir is not None:
+        if main:
+            print(f"resumed from {checkpoint_dir / 'last.npz'} after epoch {start}")
+    if checkpoint_dir is not None and main:
         os.makedirs(checkpoint_dir, exist_ok=True)
 
     for epoch in range(start + 1, epochs + 1):
+        # A new order per epoch, the same on every rank: the loader tells its sampler.
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
+        elif hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
         began = time.perf_counter()
         train_loss, train_acc = _train_one_epoch(train_step, model, train_loader, epoch, epochs, log_every,
                                                  progress)
@@ -201,9 +215,10 @@ def fit(model, optimizer, loss_fn, train_loader, test_loader=None, epochs: int =
             history.test_acc.append(result["accuracy"])
         test_part = f", test loss {history.test_loss[-1]:.4f} acc {history.test_acc[-1]:.4f}" \
             if test_loader is not None else ""
-        print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f} acc {train_acc:.4f}{test_part} "
-              f"({history.seconds[-1]:.1f} s)")
-        if checkpoint_dir is not None:
+        if main:
+            print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f} acc {train_acc:.4f}{test_part} "
+                  f"({history.seconds[-1]:.1f} s)")
+        if checkpoint_dir is not None and main:
             save_checkpoint(checkpoint_dir / f"epoch_{epoch}.npz", model, optimizer, scheduler, epoch, history)
             save_checkpoint(checkpoint_dir / "last.npz", model, optimizer, scheduler, epoch, history)
         if on_epoch_end is not None:
@@ -245,6 +260,25 @@ def _train_one_epoch(train_step, model, loader, epoch, epochs, log_every, progre
             rate = seen / (time.perf_counter() - began)
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", img_s=f"{rate:.0f}")
     bar.close()
+    if _dist.get_world_size() > 1:  # the whole epoch's numbers, over every rank's share
+        loss_sum, correct, seen = _sum_over_ranks(loss_sum, correct, seen)
     if seen == 0:
         return float("nan"), float("nan")
     return loss_sum.item() / seen, correct.item() / seen
+
+
+def _sum_over_ranks(loss_sum, correct, seen):
+    """(loss sum, correct count, samples) summed over the ranks in one all-reduce."""
+    from .creation import tensor
+    from .dtypes import float64
+    totals = tensor([0.0 if loss_sum is None else loss_sum.item(), 0 if correct is None else correct.item(), seen],
+                    dtype=float64, device="cpu" if loss_sum is None else loss_sum.device)
+    _dist.all_reduce(totals)
+    loss, right, count = totals.tolist()
+    return tensor(loss), tensor(right), int(count)
+
+
+def _unwrap(model):
+    """The model inside a DistributedDataParallel (its checkpoints load into a plain model)."""
+    from .distributed.ddp import DistributedDataParallel
+    return model.module if isinstance(model, DistributedDataParallel) else model

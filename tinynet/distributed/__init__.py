@@ -12,7 +12,8 @@ from .process_group import (DEFAULT_TIMEOUT, ReduceOp, all_gather, all_reduce, b
                             destroy_process_group, get_backend, get_rank, get_world_size, init_process_group,
                             is_available, is_initialized)
 from .sampler import DistributedSampler
+from .sync_batchnorm import SyncBatchNorm
 
 __all__ = ["init_process_group", "destroy_process_group", "is_initialized", "is_available", "get_rank",
            "get_world_size", "get_backend", "all_reduce", "broadcast", "all_gather", "barrier", "ReduceOp",
-           "DEFAULT_TIMEOUT", "DistributedDataParallel", "DistributedSampler"]
+           "DEFAULT_TIMEOUT", "DistributedDataParallel", "DistributedSampler", "SyncBatchNorm"]

@@ -108,7 +108,7 @@ class DistributedDataParallel(Module):
         self._arrived = {id(p): 0 for p in self._params}
         self._next_bucket = 0  # the first bucket not started yet
         self._sync = True      # False inside no_sync()
-        self._hooks = [p.register_post_accumulate_grad_hook(self._on_grad_accumulated) for p in self._params]
+        self._grad_hooks = [p.register_post_accumulate_grad_hook(self._on_grad_accumulated) for p in self._params]
 
     def _make_buckets(self, cap_bytes: int):
         """Buckets in reverse registration order, split where the cap is reached or the

@@ -27,7 +27,10 @@ class NCCLBackend:
 
     def __init__(self, timeout: float):
         what = "init_process_group(backend='nccl')"
-        cp = backend.cupy_or_error()
+        try:
+            cp = backend.cupy_or_error()
+        except RuntimeError as exc:  # CuPy missing: say who needed it
+            raise RuntimeError(f"{what}: {exc}") from exc
         if not backend.cuda_available():
             raise RuntimeError(f"{what}: no GPU is visible (CuPy sees 0 CUDA devices); use backend='mpi' for "
                                "CPU training")

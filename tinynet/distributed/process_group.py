@@ -4,7 +4,9 @@ tensors (``all_reduce``, ``broadcast``, ``all_gather``, ``barrier``), as ``torch
 One process per rank, started by ``mpiexec`` (``python -m tinynet.distributed.run -n 2
 script.py``); each calls :func:`init_process_group` once. The ``mpi`` backend works on CPU
 tensors (mpi4py), the ``nccl`` backend on GPU tensors (CuPy's NCCL). A collective must be called
-by every rank, in the same order, with tensors of the same shape and dtype.
+by every rank, in the same order, with tensors of the same shape and dtype. The collectives are
+``@recordable``: inside a step compiled by :func:`tinynet.compile_step`, each is recorded as one
+call, and every replay runs it again.
 
 Failure: after ``init_process_group``, an exception that nobody catches in any rank prints its
 traceback and a line naming the rank, then calls ``MPI_Abort``, which ends every rank of the job
@@ -161,6 +163,7 @@ def broadcast(tensor: Tensor, src: int = 0, async_op: bool = False) -> None:
     group.wait([group.start_broadcast(array, src)], "broadcast")
 
 
+@recording.recordable
 def all_gather(tensor_list: list, tensor: Tensor, async_op: bool = False) -> None:
     """Fill ``tensor_list[r]`` (one tensor per rank, shaped as ``tensor``) with rank ``r``'s
     ``tensor``, on every rank."""
@@ -183,6 +186,7 @@ def all_gather(tensor_list: list, tensor: Tensor, async_op: bool = False) -> Non
         t.data[...] = part
 
 
+@recording.recordable
 def barrier() -> None:
     """Wait until every rank has reached its barrier."""
     group = require_group("barrier")

@@ -13,13 +13,14 @@ import math
 
 import numpy as np
 
+from ..data.sampler import Sampler
 from ..random import Generator
 from .process_group import get_rank, get_world_size, is_initialized
 
 __all__ = ["DistributedSampler"]
 
 
-class DistributedSampler:
+class DistributedSampler(Sampler):
     """Indices of this rank's share of ``dataset``; pass it as ``DataLoader(sampler=...)`` and
     call ``set_epoch(epoch)`` before each epoch (``tinynet.train.fit`` does).
 
