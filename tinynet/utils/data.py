@@ -4,6 +4,7 @@ same objects, not copies: ``tinynet.utils.data.DataLoader is tinynet.data.DataLo
 from ..data.dataset import Dataset, TensorDataset, Subset, random_split
 from ..data.sampler import Sampler, SequentialSampler, RandomSampler, BatchSampler
 from ..data.loader import DataLoader, default_collate
+from ..distributed.sampler import DistributedSampler  # torch.utils.data.DistributedSampler
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "Sampler", "SequentialSampler", "RandomSampler",
-           "BatchSampler", "DataLoader", "default_collate"]
+           "BatchSampler", "DistributedSampler", "DataLoader", "default_collate"]
