@@ -36,9 +36,12 @@ if not os.environ.get("NUMBA_THREADING_LAYER"):
     # numba reads this when its first parallel kernel runs; set at import, before any can.
     numba.config.THREADING_LAYER = LAYER
 
-# Elements of work below which a kernel runs on the calling thread. Measured on the report
-# models' kernels (docs/benchmarks.md, "CPU threads"): see there for the numbers.
-GRAIN = 1 << 18
+# Elements of work below which a kernel runs on the calling thread. `benchmarks/threads.py
+# --kernels` on the shared 2-core development machine: every report-model kernel up to 3.7M
+# elements (im2col + col2im of LeNet's and VGG's convolutions, max-pool, BatchNorm) ran 4-55%
+# slower on two threads than on one; cnn5's conv2 (14M) and bn2 (6.4M) ran 1.58x and 1.32x
+# faster (docs/benchmarks.md, "CPU thread settings").
+GRAIN = 1 << 22
 
 _one_at_a_time = threading.Lock()  # the workqueue runs one parallel launch at a time
 
