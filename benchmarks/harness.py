@@ -284,7 +284,7 @@ def environment_lines(env: dict) -> list[str]:
         f"environment at launch: {launch}; in effect: {threads}",
     ]
     if env.get("workers"):  # the frameworks ran in processes of their own: their pools, not ours
-        lines[-1] = (f"- threads in the benchmark processes: " + "; ".join(
+        lines[-1] = ("- threads in the benchmark processes: " + "; ".join(
             f"{label}: torch {w['torch_threads']}, numba {w['numba_threads']} (layer {w['numba_threading_layer']})"
             for label, w in env["workers"].items()) + f"; environment at launch: {launch}")
     return lines
