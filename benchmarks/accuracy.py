@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(harness.RESULTS_DIR))
     args = parser.parse_args(argv)
     harness.set_threads(args.threads)
-    tinynet, torch = harness.import_frameworks()  # in this order: see there
+    tinynet, torch = harness.import_frameworks()
     import numpy as np
 
     import models

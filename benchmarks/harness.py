@@ -26,7 +26,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-# The thread settings as the user launched us, before tinynet's import sets OMP_WAIT_POLICY.
+# The thread settings as the user launched us.
 LAUNCH_ENV = {k: os.environ.get(k) for k in THREAD_VARIABLES}
 
 def _load():
@@ -51,12 +51,10 @@ def require_torch():
 
 
 def import_frameworks():
-    """Import tinynet, then torch (or exit as :func:`require_torch` does); return both.
-
-    The order matters when both run in one process: importing tinynet sets
-    ``OMP_WAIT_POLICY=PASSIVE`` (unless set), and an OpenMP runtime reads it when it loads, so
-    PyTorch's OpenMP threads then sleep between parallel regions as numba's do, instead of
-    spinning on the cores the other framework's next step needs."""
+    """Import tinynet, then torch (or exit as :func:`require_torch` does); return both, for the
+    scripts that hold both frameworks in one process (``ops.py``, ``accuracy.py``). Timings
+    that must not be disturbed by the other framework run in processes of their own
+    (``models.py``)."""
     import tinynet
     return tinynet, require_torch()
 
@@ -286,7 +284,7 @@ def environment_lines(env: dict) -> list[str]:
         f"environment at launch: {launch}; in effect: {threads}",
     ]
     if env.get("workers"):  # the frameworks ran in processes of their own: their pools, not ours
-        lines[-1] = (f"- threads in the benchmark processes: " + "; ".join(
+        lines[-1] = ("- threads in the benchmark processes: " + "; ".join(
             f"{label}: torch {w['torch_threads']}, numba {w['numba_threads']} (layer {w['numba_threading_layer']})"
             for label, w in env["workers"].items()) + f"; environment at launch: {launch}")
     return lines

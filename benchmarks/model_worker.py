@@ -298,18 +298,13 @@ def run(job: dict) -> dict:
         torch = harness.require_torch()
         if job["threads"]:
             torch.set_num_threads(job["threads"])
+        torch.manual_seed(job["seed"])
     else:
-        import tinynet  # noqa: F401
+        import tinynet
+        tinynet.manual_seed(job["seed"])
     set_tf32(framework, job["tf32"])
     with np.load(job["init"]) as saved:
         state = dict(saved)
-    seed = job["seed"]
-    if framework == "tinynet":
-        import tinynet
-        tinynet.manual_seed(seed)
-    else:
-        import torch
-        torch.manual_seed(seed)
     result = {}
     if job.get("memory"):
         result["peak_mb"] = peak_memory(framework, spec, job, state)

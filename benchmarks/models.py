@@ -467,13 +467,13 @@ def write_results(rows, env, args, data_note) -> list:
     notes = [
         f"- `{' '.join(['python', 'benchmarks/models.py'] + sys.argv[1:])}`",
         f"- data: {data_note}",
-        f"- each framework alone in its own process (`benchmarks/model_worker.py`)"
+        "- each framework alone in its own process (`benchmarks/model_worker.py`)"
         + (", which first imported the other framework and ran one op in it (`--neighbour`)" if args.neighbour else "")
         + f"; {args.repeats} process(es) per framework and thread setting, alternating with the other "
         f"framework's (order flipping each repeat); in each, {args.steps} timed steps after {args.warmup} warm-up "
         "steps. Median step time over all timed steps; s/epoch = steps per epoch (60000 / batch) x median."
         + (" GPU: synchronised before and after every step." if args.device != "cpu" else ""),
-        f"- threads: 'default' leaves every library its own default; N sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, "
+        "- threads: 'default' leaves every library its own default; N sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, "
         "MKL_NUM_THREADS, NUMBA_NUM_THREADS and torch.set_num_threads to N.",
         f"- dropout in the timed run: {'as in training' if args.dropout == 'on' else 'off (eval mode)'}. {tf32_note(args)}",
         "- peak MB: " + ("increase of the process's peak RSS over 3 training steps (gradients, optimiser state, "

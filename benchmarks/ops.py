@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(harness.RESULTS_DIR))
     args = parser.parse_args(argv)
     harness.set_threads(args.threads)
-    tinynet, _ = harness.import_frameworks()  # in this order: see there
+    tinynet, _ = harness.import_frameworks()
     import numpy as np
     if args.device == "gpu" and not tinynet.cuda.is_available():
         raise SystemExit("--device gpu: CuPy does not see a GPU (pip install -e .[cuda12])")

@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmarks against PyTorch (benchmarks/models.py and benchmarks/ops.py):
+"""Smoke tests of the benchmarks against PyTorch (benchmarks/models.py, threads.py and ops.py):
 each runs briefly on the CPU as a subprocess into a temporary folder, and its results must
 parse, show the two frameworks' losses agreeing, and include the Markdown table and chart.
 MNIST is used from ../shared/data/mnist when it is there (else the scripts use synthetic data)."""
@@ -17,7 +17,7 @@ MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 
 def run_script(script, *args, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    data = ["--data-dir", str(MNIST_DIR)] if script == "models.py" and MNIST_DIR.exists() else []
+    data = ["--data-dir", str(MNIST_DIR)] if script in ("models.py", "threads.py") and MNIST_DIR.exists() else []
     done = subprocess.run([sys.executable, str(BENCH / script), *args, *data], capture_output=True, text=True,
                           env=env, timeout=timeout)
     return done
@@ -84,6 +84,26 @@ def test_models_thread_settings_and_their_summary_table():
     assert table.splitlines()[0] == ("| model (batch) | tinynet, default (2) | PyTorch, default (2) | ratio "
                                      "| tinynet, 1 | PyTorch, 1 | ratio |")
     assert table.splitlines()[2] == "| lenet (256) | 20.0 | 10.0 | 2.00x | 30.0 | 40.0 | 0.75x |"
+
+
+def test_threads_benchmark_puts_each_framework_beside_the_other(tmp_path):
+    pytest.importorskip("torch")
+    done = run_script("threads.py", "--models", "lenet", "--layers", "workqueue", "--steps", "2", "--warmup", "1",
+                      "--repeats", "1", "--threads", "1", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    _, rows = read_jsonl(only(tmp_path, "cpu-*-threads-threads1.jsonl"))
+    by_name = {r["configuration"]: r for r in rows}
+    assert set(by_name) == {"tinynet, layer workqueue", "tinynet, layer workqueue, beside torch", "torch",
+                            "torch beside tinynet", "torch beside tinynet, TINYNET_MALLOC_TUNING=0"}
+    assert by_name["tinynet, layer workqueue"]["numba_threading_layer"] == "workqueue"
+    for r in rows:
+        assert len(r["times_s"]) == 2 and r["median_ms"] > 0
+        assert r["modules"] == {"tinynet": True, "torch": True} if "beside" in r["configuration"] else \
+            sum(r["modules"].values()) == 1
+        assert (r["over_baseline"] is None) == (r["baseline"] is None)
+    beside = by_name["torch beside tinynet"]
+    assert beside["over_baseline"] == pytest.approx(beside["median_ms"] / by_name["torch"]["median_ms"])
+    assert "| lenet (256) | torch beside tinynet |" in only(tmp_path, "cpu-*-threads-threads1.md").read_text()
 
 
 def test_ops_benchmark_quick(tmp_path):

@@ -340,3 +340,20 @@ def test_numba_uses_the_chosen_threading_layer():
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.split()[-1] == expected
+
+
+def test_kernels_launched_from_several_python_threads_take_turns():
+    """numba's workqueue layer aborts the process when two threads launch parallel kernels at
+    once; threads.Loops lets one in at a time. In a fresh process: an abort would kill it."""
+    import subprocess
+    import sys
+    code = ("import threading, numpy as np; from tinynet.kernels import im2col, threads\n"
+            "x = np.ones((8, 4, 16, 16), np.float32)\n"
+            "def work():\n"
+            "    with threads.grain(0):\n"
+            "        for _ in range(30): im2col.im2col_numba(x, (3, 3), (1, 1), (1, 1), (1, 1))\n"
+            "ts = [threading.Thread(target=work) for _ in range(3)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]; print('done')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(__import__("os").environ, NUMBA_NUM_THREADS="2"))
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]

@@ -14,6 +14,11 @@ What is set (glibc ``mallopt``, Linux only): blocks up to 32 MiB (the largest gl
 from the heap, the heap is trimmed only when 1 GiB at its top is free, and it grows by 64 MiB
 at a time. The cost: memory freed by tinynet stays with the process (it is reused, not
 leaked). Set ``TINYNET_MALLOC_TUNING=0`` before importing tinynet to keep glibc's defaults.
+
+The settings are the process's, so they apply to every library in it (PyTorch beside tinynet
+keeps its freed blocks too). ``benchmarks/threads.py`` times PyTorch beside tinynet with and
+without them; it found no slowdown (docs/benchmarks.md, "CPU thread settings"), so they stay on
+by default; memory is what they cost a neighbour.
 """
 from __future__ import annotations
 

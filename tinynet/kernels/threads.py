@@ -3,17 +3,18 @@ kernel is worth splitting across threads at all.
 
 **The layer.** numba runs ``parallel=True`` loops on one of three thread pools: ``omp`` (an
 OpenMP runtime), ``tbb`` (Intel TBB, the ``tbb`` package) or ``workqueue`` (numba's own small
-pool of POSIX threads). tinynet asks for ``workqueue``. An OpenMP pool is shared, by runtime,
-with every other library of the process that uses OpenMP (PyTorch, for one), and its threads
-spin-wait on the cores after each parallel region: with PyTorch imported first, tinynet's
+pool of POSIX threads). tinynet asks for ``workqueue``. An OpenMP pool competes with every
+other OpenMP pool of the process (PyTorch's, for one), and its threads spin-wait on the cores
+after each parallel region: with PyTorch imported first, tinynet's
 kernels waited for PyTorch's spinning threads (a step 2-9x slower), and the cure then
 (``OMP_WAIT_POLICY=PASSIVE`` for the whole process) slowed PyTorch down in turn. The workqueue's
 threads belong to numba alone and sleep when idle: no other library's pool can starve them and
 they starve no one. ``tbb`` would do as well but is one more package to install. What the
-workqueue cannot do is run kernels launched from two Python threads at once (numba stops the
-process if that happens), so :func:`run` lets one thread at a time into the parallel kernels; a
-second one waits (the two would share the same cores anyway). ``NUMBA_THREADING_LAYER`` set by
-the user wins.
+workqueue cannot do is run kernels launched from two Python threads at once (numba aborts the
+process if that happens), so :class:`Loops` lets one thread at a time into the parallel
+kernels; a second one waits (the two would share the same cores anyway). The layer is numba's
+setting for the whole process (other numba code in it runs on the workqueue too);
+``NUMBA_THREADING_LAYER`` set by the user wins.
 
 **The grain.** Waking the pool costs tens of microseconds, more when other processes hold the
 cores, so a kernel runs on its threads only when it has at least :data:`GRAIN` elements of work
@@ -36,9 +37,13 @@ if not os.environ.get("NUMBA_THREADING_LAYER"):
     # numba reads this when its first parallel kernel runs; set at import, before any can.
     numba.config.THREADING_LAYER = LAYER
 
-# Elements of work below which a kernel runs on the calling thread. Measured on the report
-# models' kernels (docs/benchmarks.md, "CPU threads"): see there for the numbers.
-GRAIN = 1 << 18
+# Elements of work below which a kernel runs on the calling thread. `benchmarks/threads.py
+# --kernels` on the shared 2-core development machine: of the report models' kernels up to
+# 3.7M elements (im2col + col2im of LeNet's and VGG's convolutions, max-pool, BatchNorm) all
+# but one ran 4-55% slower on two threads than on one (VGG's first max-pool, 1.6M: 1.18x
+# faster); cnn5's conv2 (14M) and bn2 (6.4M) ran 1.58x and 1.32x faster (docs/benchmarks.md,
+# "CPU thread settings").
+GRAIN = 1 << 22
 
 _one_at_a_time = threading.Lock()  # the workqueue runs one parallel launch at a time
 
