@@ -202,3 +202,49 @@ def test_zero_grad_to_none_launches_nothing():
     with sim.counting() as c:
         opt.zero_grad()
     assert c["launches"] == 0 and p.grad is None
+
+
+# ------------------------------------------------------------------------------- activations
+ACTIVATIONS = {
+    "sigmoid": lambda x, w: tinynet.sigmoid(x),
+    "tanh": lambda x, w: tinynet.tanh(x),
+    "relu": lambda x, w: F.relu(x),
+    "prelu": lambda x, w: F.prelu(x, w),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), per_channel=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_activation_kernels_equal_reference(name, dtype, shape, per_channel, seed):
+    """Forward and backward of each fused activation on the simulated device against the array
+    code on the CPU (PReLU with one slope, or one per channel of dim 1)."""
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, shape, dtype, 30.0)   # large values too: exp overflows in the sigmoid
+    channels = shape[1] if per_channel and len(shape) >= 2 else 1
+    w = _rand(rng, channels, dtype)
+    cotangent = _rand(rng, shape, dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        xt = tinynet.tensor(x, device=device, requires_grad=True)
+        wt = tinynet.tensor(w, device=device, requires_grad=True)
+        with np.errstate(over="ignore"):
+            y = ACTIVATIONS[name](xt, wt)
+            (y * tinynet.tensor(cotangent, device=device)).sum().backward()
+        results.append([y.detach().cpu().numpy(), xt.grad.cpu().numpy()]
+                       + ([wt.grad.cpu().numpy()] if name == "prelu" else []))
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
+
+
+def test_each_activation_direction_is_one_launch():
+    x = tinynet.tensor(_rand(np.random.default_rng(0), (3, 4), np.float32), device="cuda", requires_grad=True)
+    for fn, names in [(tinynet.sigmoid, {"activation.sigmoid_forward", "activation.sigmoid_backward"}),
+                      (F.relu, {"maximum", "activation.relu_backward"})]:
+        y = fn(x)
+        g = tinynet.ones_like(y)
+        with sim.counting() as c:
+            y = fn(x)
+            y.backward(g)
+        assert set(c["launch_names"]) - {"copy", "add"} == names, c["launch_names"]  # (x.grad: copy, then add)

@@ -15,6 +15,7 @@ import warnings
 
 from .. import dtypes as _dt
 from ..autograd import Function, is_grad_enabled
+from ..kernels.dispatch import uses_cuda
 from ..kernels.special import erf
 from ..recording import recordable
 from ..tensor import Tensor
@@ -107,6 +108,10 @@ class PReLU(Function):
             w = weight.reshape((weight.size,) + (1,) * (x.ndim - 2))
         ctx.save_for_backward(x, w)
         ctx.weight_shape = weight.shape
+        ctx.fused = uses_cuda(x) and x.flags.c_contiguous and weight.dtype == x.dtype
+        if ctx.fused:  # the same selection in one GPU kernel (kernels/cuda/activation.py)
+            from ..kernels.cuda.activation import prelu_forward_cuda
+            return prelu_forward_cuda(x, weight)
         return xp.where(x > 0, x, w * x)
 
     @staticmethod
@@ -114,10 +119,14 @@ class PReLU(Function):
         xp = ctx.xp
         x, w = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad
-        grad_x = xp.where(x > 0, grad, w * grad) if need_x else None
+        if ctx.fused and grad.flags.c_contiguous and grad.shape == x.shape:  # both selections, one kernel
+            from ..kernels.cuda.activation import prelu_backward_cuda
+            grad_x, per_element = prelu_backward_cuda(x, w, grad, need_x, need_w)
+        else:
+            grad_x = xp.where(x > 0, grad, w * grad) if need_x else None
+            per_element = xp.where(x > 0, 0, grad * x) if need_w else None
         grad_w = None
         if need_w:
-            per_element = xp.where(x > 0, 0, grad * x)
             axes = tuple(i for i in range(x.ndim) if w.ndim == 0 or i != 1)
             grad_w = per_element.sum(axis=axes, keepdims=True).reshape(ctx.weight_shape)
         return grad_x, grad_w
