@@ -307,14 +307,22 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis):
-        y = log_softmax_array(ctx.xp, x, axis)
-        ctx.save_for_backward(y)
         ctx.axis = axis
+        ctx.fused = axis is not None and uses_cuda(x) and x.flags.c_contiguous
+        if ctx.fused:  # the same formula, one GPU kernel each way (kernels/cuda/activation.py)
+            from ..kernels.cuda.activation import log_softmax_forward_cuda
+            y = log_softmax_forward_cuda(x, axis)
+        else:
+            y = log_softmax_array(ctx.xp, x, axis)
+        ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if ctx.fused and grad.flags.c_contiguous and grad.shape == y.shape:
+            from ..kernels.cuda.activation import log_softmax_backward_cuda
+            return log_softmax_backward_cuda(y, grad, ctx.axis), None
         return grad - ctx.xp.exp(y) * grad.sum(axis=ctx.axis, keepdims=True), None
 
 

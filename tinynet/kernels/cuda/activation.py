@@ -2,7 +2,8 @@
 
 Written as array expressions, a sigmoid is four launches forward (negate, exp, add 1,
 reciprocal) and three backward; a ReLU's backward two (compare, select); a PReLU's backward
-six. Each kernel here computes the same formula, in the same order of operations, as the
+six; a log-softmax six forward and three backward (its kernels run one thread per row of the
+softmax axis, like the cross-entropy's). Each kernel here computes the same formula, in the same order of operations, as the
 array code in :mod:`tinynet.functional.elementwise` and :mod:`tinynet.functional.activation`,
 one thread per element (a grid-stride loop), reading each input once and writing each output
 once. The launchers take C-contiguous arrays of one shape and dtype (:func:`fusable`); the
@@ -16,7 +17,8 @@ from ...backend import get_array_module
 from .launch import THREADS, CudaModule, blocks_for
 
 __all__ = ["fusable", "sigmoid_forward_cuda", "sigmoid_backward_cuda", "tanh_backward_cuda",
-           "relu_backward_cuda", "prelu_forward_cuda", "prelu_backward_cuda"]
+           "relu_backward_cuda", "prelu_forward_cuda", "prelu_backward_cuda", "log_softmax_forward_cuda",
+           "log_softmax_backward_cuda"]
 
 _SOURCE = r"""
 extern "C" __global__ void sigmoid_forward(const T* x, T* y, long long n) {
@@ -55,6 +57,36 @@ extern "C" __global__ void prelu_backward(const T* x, const T* w, const T* grad,
         bool positive = x[i] > 0;
         if (need_x) dx[i] = positive ? grad[i] : w[(i / inner) % channels] * grad[i];
         if (need_w) per_element[i] = positive ? (T)0 : grad[i] * x[i];
+    }
+}
+
+// log_softmax along the middle axis of x (outer, C, inner): one thread per row (o, i), whose C
+// values are x[(o * C + c) * inner + i]. y = (x - max) - log(sum(exp(x - max))).
+extern "C" __global__ void log_softmax_forward(const T* x, T* y, long long rows, long long n_class,
+                                               long long inner) {
+    GRID_STRIDE_LOOP(row, rows) {
+        const T* xr = x + (row / inner) * n_class * inner + row % inner;
+        T* yr = y + (row / inner) * n_class * inner + row % inner;
+        T m = xr[0];
+        for (long long c = 1; c < n_class; c++) m = xr[c * inner] > m ? xr[c * inner] : m;
+        T total = 0;
+        for (long long c = 0; c < n_class; c++) total += exp(xr[c * inner] - m);
+        T log_sum = log(total);
+        for (long long c = 0; c < n_class; c++) yr[c * inner] = (xr[c * inner] - m) - log_sum;
+    }
+}
+
+// dx = dy - exp(y) * sum(dy) along the axis: one thread per row.
+extern "C" __global__ void log_softmax_backward(const T* y, const T* grad, T* dx, long long rows,
+                                                long long n_class, long long inner) {
+    GRID_STRIDE_LOOP(row, rows) {
+        long long start = (row / inner) * n_class * inner + row % inner;
+        T total = 0;
+        for (long long c = 0; c < n_class; c++) total += grad[start + c * inner];
+        for (long long c = 0; c < n_class; c++) {
+            long long at = start + c * inner;
+            dx[at] = grad[at] - exp(y[at]) * total;
+        }
     }
 }
 """
@@ -131,3 +163,30 @@ def prelu_backward_cuda(x, weight, grad, need_x: bool, need_w: bool):
                         grad_x if need_x else per_element, per_element if need_w else grad_x,
                         np.int64(x.size), channels, inner, np.int32(need_x), np.int32(need_w)))
     return grad_x, per_element
+
+
+def _rows_along(shape, axis: int):
+    """(rows, classes, inner) of an array of ``shape`` seen as (outer, C, inner) around ``axis``."""
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    classes = shape[axis]
+    rows = int(np.prod(shape, dtype=np.int64)) // classes if classes else 0
+    return np.int64(rows), np.int64(classes), np.int64(inner)
+
+
+def log_softmax_forward_cuda(x, axis: int):
+    """``log(softmax(x))`` along ``axis`` in one kernel (one thread per row)."""
+    y = get_array_module(x).empty_like(x)
+    rows, classes, inner = _rows_along(x.shape, axis)
+    if x.size:
+        _module.launch("log_softmax_forward", x.dtype, (blocks_for(rows),), (THREADS,), (x, y, rows, classes, inner))
+    return y
+
+
+def log_softmax_backward_cuda(y, grad, axis: int):
+    """``grad - exp(y) * sum(grad)`` along ``axis`` in one kernel (y: the log-softmax output)."""
+    dx = get_array_module(y).empty_like(y)
+    rows, classes, inner = _rows_along(y.shape, axis)
+    if y.size:
+        _module.launch("log_softmax_backward", y.dtype, (blocks_for(rows),), (THREADS,),
+                       (y, grad, dx, rows, classes, inner))
+    return dx
