@@ -281,3 +281,27 @@ def test_each_activation_direction_is_one_launch():
             y = fn(x)
             y.backward(g)
         assert set(c["launch_names"]) - {"copy", "add"} == names, c["launch_names"]  # (x.grad: copy, then add)
+
+
+# ------------------------------------------------------------------------------ convolution
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=st.integers(1, 3), c_in=st.integers(1, 4), groups=st.sampled_from([1, 2]), c_out_per=st.integers(1, 3),
+       side=st.integers(3, 6), kernel=st.integers(1, 3), bias=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_conv_bias_and_layout_kernels_equal_reference(dtype, n, c_in, groups, c_out_per, side, kernel, bias, seed):
+    """conv2d forward and backward on the simulated device (the fused bias/NCHW kernels) against
+    the array code on the CPU."""
+    rng = np.random.default_rng(seed)
+    c_in *= groups
+    c_out = c_out_per * groups
+    x = _rand(rng, (n, c_in, side, side), dtype)
+    w = _rand(rng, (c_out, c_in // groups, kernel, kernel), dtype)
+    b = _rand(rng, c_out, dtype) if bias else None
+    cotangent = _rand(rng, (n, c_out, side - kernel + 1, side - kernel + 1), dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        ts = [None if a is None else tinynet.tensor(a, device=device, requires_grad=True) for a in (x, w, b)]
+        y = F.conv2d(ts[0], ts[1], ts[2], groups=groups)
+        (y * tinynet.tensor(cotangent, device=device)).sum().backward()
+        results.append([y.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in ts if t is not None])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
