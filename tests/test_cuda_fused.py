@@ -305,3 +305,27 @@ def test_conv_bias_and_layout_kernels_equal_reference(dtype, n, c_in, groups, c_
         results.append([y.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in ts if t is not None])
     for cpu, gpu in zip(*results):
         np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
+
+
+# ---------------------------------------------------------------------------- clip_grad_norm_
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf"), 3.0, 0.0])
+@given(shapes=st.lists(st.lists(st.integers(1, 6), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5),
+       max_norm=st.sampled_from([0.1, 1.0, 100.0]), seed=st.integers(0, 2 ** 16))
+def test_clip_grad_norm_kernels_equal_reference(norm_type, dtype, shapes, max_norm, seed):
+    """The total norm (one launch) and the scaling (one launch) on the simulated device against
+    the per-tensor array code on the CPU (norm_type 0 takes the array code on both)."""
+    rng = np.random.default_rng(seed)
+    grads = [_rand(rng, s, dtype) for s in shapes]
+    results = []
+    for device in ("cpu", "cuda"):
+        params = [tinynet.tensor(np.zeros_like(g), device=device, requires_grad=True) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = tinynet.tensor(g, device=device)
+        with sim.counting() as c:
+            total = tinynet.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+        if device == "cuda" and norm_type != 0:  # (plus, the first time, the pointer table's copy)
+            assert c["launches"] - c["launch_names"].get("host_to_device", 0) == 2, c["launch_names"]
+        results.append([total.cpu().numpy()] + [p.grad.cpu().numpy() for p in params])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
