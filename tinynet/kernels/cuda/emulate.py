@@ -138,8 +138,9 @@ static void tn_fiber_main() {
     tn_fibers[tn_current].state = 2;   // returning resumes the scheduler (uc_link)
 }
 
+static int tn_missed_barrier = 0;
 inline void __syncthreads() {
-    if (tn_current < 0) std::abort();   // the Python side runs every barrier kernel as fibers
+    if (tn_current < 0) { tn_missed_barrier = 1; return; }   // run without fibers: reported as an error
     tn_fiber* self = &tn_fibers[tn_current];
     self->state = 1;
     swapcontext(&self->ctx, &tn_scheduler);
@@ -188,6 +189,7 @@ template <class F> static int tn_run(const unsigned* g, unsigned long long share
     }
     tn_body = &tn_call<F>;
     tn_body_arg = &body;
+    tn_missed_barrier = 0;
     for (unsigned bz = 0; bz < g[2]; ++bz)
         for (unsigned by = 0; by < g[1]; ++by)
             for (unsigned bx = 0; bx < g[0]; ++bx) {
@@ -205,7 +207,7 @@ template <class F> static int tn_run(const unsigned* g, unsigned long long share
                             body();
                         }
             }
-    return 0;
+    return tn_missed_barrier ? 3 : 0;
 }
 
 template <class P> static P tn_arg(const unsigned long long* slots, int i) {
@@ -221,7 +223,9 @@ _EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)
 _SHARED = re.compile(r"__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?([^;]+?)\s*;")
 _DECLARATOR = re.compile(r"^(.*?)\b(\w+)\s*((?:\[[^\]]*\]\s*)*)$", re.S)
 _RESULTS = {1: "threads of one block diverged at __syncthreads: some returned while others wait there "
-               "(undefined on a GPU)", 2: "out of memory for the block's thread stacks"}
+               "(undefined on a GPU)", 2: "out of memory for the block's thread stacks",
+            3: "reached __syncthreads, but was run without barriers: the emulator did not see the barrier in "
+               "its source (a barrier hidden in a macro?); its results are wrong"}
 
 _compiler = None     # path of the C++ compiler, once found
 _lock = threading.Lock()   # the emulator's globals (threadIdx, fibers) are shared: one launch at a time

@@ -140,7 +140,7 @@ def _matching_brace(text: str, start: int) -> int:
     raise ValueError("unbalanced braces")
 
 
-_FUNCTION = re.compile(r"(__global__|__device__)[^;{}()]*?\b(\w+)\s*\(([^)]*)\)\s*\{")
+_FUNCTION = re.compile(r"(__global__|__device__)(?:[^;{}()]|__launch_bounds__\s*\([^)]*\))*?\b(\w+)\s*\(([^)]*)\)\s*\{")
 _BARRIER = re.compile(r"\b__syncthreads\b")
 _SHARED_DECL = re.compile(r"(?<!extern)\s__shared__\s+([^;]+);")
 
@@ -175,13 +175,15 @@ def parse_kernels(module: str, source: str) -> dict:
             if kind == "__device__" and name not in waiting and any(re.search(rf"\b{w}\s*\(", body) for w in waiting):
                 waiting.add(name)
                 changed = True
+    # A barrier inside a macro may be anywhere: then every kernel waits at barriers.
+    macro_barrier = any(_BARRIER.search(line) for line in text.splitlines() if line.lstrip().startswith("#"))
     kernels = {}
     for kind, name, params_text, body in functions:
         if kind != "__global__":
             continue
         params = [] if params_text.strip() in ("", "void") else \
             [_parse_param(module, name, p) for p in params_text.split(",")]
-        barrier = bool(_BARRIER.search(body)) or any(re.search(rf"\b{w}\s*\(", body) for w in waiting)
+        barrier = macro_barrier or bool(_BARRIER.search(body)) or any(re.search(rf"\b{w}\s*\(", body) for w in waiting)
         kernels[name] = Kernel(name, params, body, barrier, _SHARED_DECL.findall(body))
     if not kernels:
         raise ValueError(f"CudaModule {module!r}: no __global__ kernel found in its source")
@@ -222,17 +224,19 @@ class CudaModule:
     """A CUDA C source of ``extern "C" __global__`` kernels written against a scalar type ``T``,
     compiled once per dtype (float32 -> ``typedef float T;``, float64 -> ``typedef double T;``
     put in front, with :data:`COMMON_PRELUDE`). Made once at import of a kernel module, and
-    registered by ``name`` (see :func:`registered_modules`)."""
+    registered by ``name`` (see :func:`registered_modules`); ``register=False`` keeps a
+    throw-away module (a test's) out of the registry."""
 
-    def __init__(self, name: str, source: str):
-        if name in _registry:
+    def __init__(self, name: str, source: str, register: bool = True):
+        if register and name in _registry:
             raise ValueError(f"CudaModule {name!r} exists already: module names must be unique")
         self.name, self.source = name, source
         self.kernels = parse_kernels(name, source)
         self._functions: dict = {}   # (kernel, dtype) -> CuPy function
         self._modules: dict = {}     # dtype -> cupy.RawModule
         self._emulated: dict = {}    # dtype -> emulate.EmulatedModule
-        _registry[name] = self
+        if register:
+            _registry[name] = self
 
     def source_for(self, dtype) -> str:
         """The full text compiled for ``dtype`` (float32 or float64)."""
@@ -261,7 +265,7 @@ class CudaModule:
                 if sim is None or not any(type(a) is sim.SimArray for a in args):
                     raise
         for value in args:
-            if hasattr(value, "shape"):
+            if hasattr(value, "shape") and not isinstance(value, np.generic):
                 break
         else:
             raise LaunchError(f"{self.name}.{kernel}: no array among the arguments, so no device to launch on")
