@@ -154,7 +154,8 @@ def _parse_param(module: str, kernel: str, text: str) -> Param:
     base = " ".join(w for w in words[:-1] if w not in _QUALIFIERS and w != "*")
     if pointers > 1 or (base != "T" and base != "void" and base not in _C_TYPES) or (base == "void" and not pointers):
         raise ValueError(f"CudaModule {module!r}: kernel {kernel}: parameter {text.strip()!r} has a type "
-                         f"tinynet cannot check (use T, a pointer to one of {sorted(_C_TYPES)} or void, or one of them)")
+                         f"tinynet cannot check (use T, one of {sorted(_C_TYPES)}, or a pointer to one of "
+                         "them or to void)")
     ctype = f"{'const ' if 'const' in words else ''}{base}{'*' if pointers else ''}"
     return Param(name, ctype, base, bool(pointers))
 
