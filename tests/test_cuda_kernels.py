@@ -623,3 +623,71 @@ def test_a_barrier_inside_a_macro_is_still_a_barrier():
     y = dev(np.zeros(32))
     module.launch("k", np.float64, 1, 32, (dev(np.arange(32.0)), y))
     np.testing.assert_array_equal(host(y), np.arange(32.0)[::-1])
+
+
+# ====================================================== the GPU path, with a stand-in CuPy
+class _FakeDeviceArray:
+    """A stand-in for ``cupy.ndarray`` (host memory; only what the launch path reads)."""
+
+    def __init__(self, a):
+        self._a = a
+        self.dtype, self.shape, self.flags, self.size = a.dtype, a.shape, a.flags, a.size
+
+
+def _fake_cupy(monkeypatch):
+    """A ``cupy`` module whose RawModule records what it was asked to compile and launch."""
+    import types
+    compiled, launched = [], []
+
+    class RawModule:
+        def __init__(self, code, options=()):
+            compiled.append((code, options))
+
+        def get_function(self, name):
+            def function(grid, block, args, shared_mem=0):
+                if any(type(a) is sim.SimArray for a in args):
+                    raise TypeError("Unsupported type <class 'tinynet.sim.SimArray'>")   # as CuPy does
+                launched.append((name, grid, block, args, shared_mem))
+            return function
+
+    fake = types.ModuleType("cupy")
+    fake.ndarray, fake.RawModule = _FakeDeviceArray, RawModule
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    return compiled, launched
+
+
+def test_gpu_launches_compile_once_per_dtype_and_go_straight_to_cupy(monkeypatch):
+    from tinynet.kernels import dispatch
+    compiled, launched = _fake_cupy(monkeypatch)
+    module = CudaModule("gpu_path_for_test", 'extern "C" __global__ void k(T* x, int n) { x[0] = n; }',
+                        register=False)
+    x32, x64 = _FakeDeviceArray(np.zeros(4, np.float32)), _FakeDeviceArray(np.zeros(4))
+    assert dispatch.uses_cuda(x32) and dispatch.is_cupy_array(x32)
+    for _ in range(3):
+        module.launch("k", x32.dtype, 1, 32, (x32, np.int32(4)))
+    module.launch("k", x64.dtype, (2, 1), (64,), (x64, np.int32(4)), shared_mem=16)
+    assert [options for _, options in compiled] == [("--std=c++14",)] * 2   # once per dtype
+    assert compiled[0][0] == module.source_for(np.float32) and "typedef double T;" in compiled[1][0]
+    assert [(name, grid, block, shared) for name, grid, block, _, shared in launched] == \
+        [("k", 1, 32, 0)] * 3 + [("k", (2, 1), (64,), 16)]
+    # A simulated array reaching a kernel that CuPy already compiled goes to the emulator.
+    if emulate.available():
+        y = dev(np.zeros(4, np.float32))
+        module.launch("k", np.dtype(np.float32), 1, 1, (y, np.int32(7)))
+        assert host(y)[0] == 7
+
+
+def test_gpu_launch_checks_when_asked(monkeypatch):
+    """TINYNET_CHECK_LAUNCHES=1: a GPU launch is checked like an emulated one, before CuPy."""
+    from tinynet.kernels.cuda import launch as launch_module
+    compiled, launched = _fake_cupy(monkeypatch)
+    monkeypatch.setattr(launch_module, "_CHECK_ON_GPU", True)
+    module = CudaModule("gpu_check_for_test", 'extern "C" __global__ void k(T* x, int n) { x[0] = n; }',
+                        register=False)
+    x = _FakeDeviceArray(np.zeros(4, np.float32))
+    with pytest.raises(LaunchError, match=r"gpu_check_for_test.k: argument 1 \(int n\) must be a numpy.int32 "
+                                          r"scalar .*got a Python int"):
+        module.launch("k", x.dtype, 1, 1, (x, 4))
+    assert not launched
+    module.launch("k", x.dtype, 1, 1, (x, np.int32(4)))
+    assert len(launched) == 1

@@ -57,6 +57,7 @@ class EmulatorError(RuntimeError):
 PRELUDE = r"""
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ucontext.h>
@@ -64,6 +65,7 @@ PRELUDE = r"""
 #define __global__
 #define __device__
 #define __host__
+#define __constant__
 #define __forceinline__ inline
 #define __noinline__
 #define __restrict__ __restrict
@@ -71,6 +73,7 @@ PRELUDE = r"""
 #define __align__(n) alignas(n)
 
 struct uint3 { unsigned int x, y, z; };
+typedef uint3 dim3;
 static uint3 threadIdx, blockIdx, blockDim, gridDim;
 static const int warpSize = 32;
 
@@ -127,7 +130,7 @@ struct tn_fiber { ucontext_t ctx; uint3 tid; int state; };   // state: 0 runnabl
 static tn_fiber* tn_fibers = nullptr;
 static char* tn_stacks = nullptr;
 static unsigned tn_capacity = 0;
-static const size_t tn_stack_bytes = 256 * 1024;
+static const size_t tn_stack_bytes = 64 * 1024;   // per thread of a barrier kernel
 static ucontext_t tn_scheduler;
 static int tn_current = -1;
 static void (*tn_body)(void*) = nullptr;
