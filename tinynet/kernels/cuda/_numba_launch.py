@@ -1,6 +1,6 @@
-"""Transitional: how the remaining ``numba.cuda`` kernels (batch norm, cross-entropy, optimisers)
-are launched until they are ported to CUDA C (``launch.py``): grid and block sizes, the stream,
-and the arrays handed to numba.
+"""Transitional: how the remaining ``numba.cuda`` kernels (batch norm, cross-entropy, optimisers) are
+launched until they are ported to CUDA C (``launch.py``). How they are launched: grid and block sizes, the stream, and the
+arrays handed to numba.
 
 * Geometry. Elementwise kernels run ``THREADS`` threads per block (a multiple of the 32-thread
   warp) and enough blocks to give every element a thread, capped at ``MAX_BLOCKS``: the kernels
