@@ -196,6 +196,16 @@ def test_every_module_compiles_with_nvrtc(dtype):
             assert ".f64" not in ptx, f"{name}: float64 arithmetic in the float32 build"
 
 
+def test_nvrtc_compiles_the_common_prelude():
+    nvrtc = _nvrtc()
+    module = CudaModule("prelude_for_test", r"""
+        extern "C" __global__ void k(T* x, long long n) {
+            GRID_STRIDE_LOOP(i, n) { x[i] = i % 2 ? (T)TN_NAN : -(T)TN_INFINITY; }
+        }""", register=False)
+    for dtype in DTYPES:
+        assert ".entry k(" in _compile_ptx(nvrtc, module.source_for(dtype), module.name)
+
+
 def test_nvrtc_rejects_a_syntax_error_with_its_log():
     nvrtc = _nvrtc()
     module = CudaModule("broken_syntax_for_test", 'extern "C" __global__ void k(T* x) { x[0] = 1 }',
@@ -692,3 +702,16 @@ def test_gpu_launch_checks_when_asked(monkeypatch):
     assert not launched
     module.launch("k", x.dtype, 1, 1, (x, np.int32(4)))
     assert len(launched) == 1
+
+
+@needs_emulator
+def test_c_library_constants_nvrtc_lacks_fail_in_the_emulator_too():
+    """NVRTC has no <cmath>: NAN fails there, so it must fail here; TN_NAN works in both."""
+    bad = CudaModule("nan_macro_for_test", 'extern "C" __global__ void k(T* x) { x[0] = NAN; }', register=False)
+    with pytest.raises(emulate.EmulatorError, match=r"(?s)rejected nan_macro_for_test.*NAN"):
+        bad.launch("k", np.float32, 1, 1, (dev(np.zeros(1, np.float32)),))
+    good = CudaModule("tn_nan_for_test", 'extern "C" __global__ void k(T* x) { x[0] = (T)TN_NAN; '
+                      'x[1] = -(T)TN_INFINITY; }', register=False)
+    x = dev(np.zeros(2))
+    good.launch("k", np.float64, 1, 1, (x,))
+    assert np.isnan(host(x)[0]) and host(x)[1] == -np.inf

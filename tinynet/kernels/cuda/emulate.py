@@ -61,6 +61,38 @@ PRELUDE = r"""
 #include <cstdlib>
 #include <cstring>
 #include <ucontext.h>
+// NVRTC compiles without the C library's headers: hide their constants, so that a kernel that
+// uses one fails here as it fails there. (Typedefs and std:: cannot be hidden; the NVRTC test
+// is the check for those.)
+#undef NAN
+#undef INFINITY
+#undef HUGE_VAL
+#undef HUGE_VALF
+#undef HUGE_VALL
+#undef MAXFLOAT
+#undef M_E
+#undef M_LOG2E
+#undef M_LOG10E
+#undef M_LN2
+#undef M_LN10
+#undef M_PI
+#undef M_PI_2
+#undef M_PI_4
+#undef M_1_PI
+#undef M_2_PI
+#undef M_2_SQRTPI
+#undef M_SQRT2
+#undef M_SQRT1_2
+#undef INT8_MAX
+#undef INT16_MAX
+#undef INT32_MAX
+#undef INT64_MAX
+#undef UINT8_MAX
+#undef UINT16_MAX
+#undef UINT32_MAX
+#undef UINT64_MAX
+#undef SIZE_MAX
+#undef EOF
 
 #define __global__
 #define __device__

@@ -55,8 +55,10 @@ COMMON_PRELUDE = r"""
 #define GRID_STRIDE_LOOP(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)(n); \
          i += (long long)blockDim.x * gridDim.x)
-// Positive infinity as a float (NVRTC has no <cmath>); (T)TN_INFINITY in either precision.
+// Infinity and NaN as floats (NVRTC has no <cmath>, so no INFINITY or NAN): (T)TN_INFINITY,
+// (T)TN_NAN in either precision.
 #define TN_INFINITY (__int_as_float(0x7f800000))
+#define TN_NAN (__int_as_float(0x7fc00000))
 """
 
 _CHECK_ON_GPU = os.environ.get("TINYNET_CHECK_LAUNCHES", "").strip().lower() not in ("", "0", "false", "no")
@@ -74,17 +76,15 @@ def blocks_for(count: int, threads: int = THREADS) -> int:
 
 
 # ------------------------------------------------------------------------ parameter lists
-# C scalar types and the NumPy dtype of the same width (LP64, as CUDA on Linux and Windows-free
-# tinynet assume: long is 64-bit).
+# C scalar types and the NumPy dtype of the same width (LP64: long is 64-bit, as on Linux). NVRTC
+# has no <cstdint>, so int32_t and friends are not here.
 _C_TYPES = {
     "float": np.float32, "double": np.float64, "bool": np.bool_,
-    "char": np.int8, "signed char": np.int8, "unsigned char": np.uint8, "int8_t": np.int8, "uint8_t": np.uint8,
-    "short": np.int16, "unsigned short": np.uint16, "int16_t": np.int16, "uint16_t": np.uint16,
+    "char": np.int8, "signed char": np.int8, "unsigned char": np.uint8,
+    "short": np.int16, "unsigned short": np.uint16,
     "int": np.int32, "signed int": np.int32, "unsigned": np.uint32, "unsigned int": np.uint32,
-    "int32_t": np.int32, "uint32_t": np.uint32,
     "long": np.int64, "unsigned long": np.uint64, "long long": np.int64, "long long int": np.int64,
-    "unsigned long long": np.uint64, "unsigned long long int": np.uint64, "int64_t": np.int64,
-    "uint64_t": np.uint64, "size_t": np.uint64, "ptrdiff_t": np.int64,
+    "unsigned long long": np.uint64, "unsigned long long int": np.uint64, "size_t": np.uint64, "ptrdiff_t": np.int64,
 }
 _QUALIFIERS = {"const", "volatile", "__restrict__", "__restrict", "restrict"}
 
