@@ -593,7 +593,7 @@ def test_launches_beyond_a_gpus_limits_are_refused():
         module.launch("reverse_in_block", np.float32, 1, 1, (y, y), shared_mem=48897)
     with pytest.raises(LaunchError, match=r"emulator_test: no kernel 'nope'"):
         module.launch("nope", np.float32, 1, 1, (y,))
-    with pytest.raises(LaunchError, match=r"grid must be an int or a tuple of 1-3 ints, got 2.0"):
+    with pytest.raises(LaunchError, match=r"grid must be an int or a tuple of 1-3 ints, got \(2.0,\)"):
         module.launch("reverse_in_block", np.float32, 2.0, 1, (y, y))
 
 
@@ -656,6 +656,8 @@ def _fake_cupy(monkeypatch):
 
         def get_function(self, name):
             def function(grid, block, args, shared_mem=0):
+                if type(grid) is not tuple or type(block) is not tuple:   # as CuPy 14's Function
+                    raise TypeError(f"Argument 'grid' has incorrect type (expected tuple, got {type(grid)})")
                 if any(type(a) is sim.SimArray for a in args):
                     raise TypeError("Unsupported type <class 'tinynet.sim.SimArray'>")   # as CuPy does
                 launched.append((name, grid, block, args, shared_mem))
@@ -680,7 +682,7 @@ def test_gpu_launches_compile_once_per_dtype_and_go_straight_to_cupy(monkeypatch
     assert [options for _, options in compiled] == [("--std=c++14",)] * 2   # once per dtype
     assert compiled[0][0] == module.source_for(np.float32) and "typedef double T;" in compiled[1][0]
     assert [(name, grid, block, shared) for name, grid, block, _, shared in launched] == \
-        [("k", 1, 32, 0)] * 3 + [("k", (2, 1), (64,), 16)]
+        [("k", (1,), (32,), 0)] * 3 + [("k", (2, 1), (64,), 16)]
     # A simulated array reaching a kernel that CuPy already compiled goes to the emulator.
     if emulate.available():
         y = dev(np.zeros(4, np.float32))

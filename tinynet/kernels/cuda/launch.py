@@ -256,6 +256,11 @@ class CudaModule:
         threads (ints or tuples of up to three), with ``args`` matching its C parameters and
         ``shared_mem`` bytes of dynamic shared memory. Asynchronous on a GPU (CuPy's current
         stream); on the simulated device it has finished when this returns."""
+        # CuPy's launch takes grid and block as tuples only (an int is a TypeError there).
+        if type(grid) is not tuple:
+            grid = tuple(grid) if isinstance(grid, list) else (grid,)
+        if type(block) is not tuple:
+            block = tuple(block) if isinstance(block, list) else (block,)
         function = self._functions.get((kernel, dtype))
         if function is not None and not _CHECK_ON_GPU:   # the hot path: a cached CuPy function
             try:
