@@ -8,8 +8,8 @@ source serves float32 and float64.
 
 * On a GPU (the arguments are ``cupy.ndarray``) the source goes to ``cupy.RawModule`` (NVRTC),
   once per (module, dtype); each kernel's function is cached, and a launch is a dict lookup and
-  CuPy's own launch on its current stream: about 10 us of host time, against 100-200 us for a
-  ``numba.cuda`` launch (whose argument packing is the known cost).
+  CuPy's own launch on its current stream (issue 14 puts CuPy's launch at 10-20 us of host time,
+  against 100-200 us for a ``numba.cuda`` launch, whose argument packing is the known cost).
 * On the simulated device (the arguments are ``tinynet.sim.SimArray``) the *same source* is
   compiled for the CPU by the system C++ compiler and run thread by thread, so the tests check
   the numbers of the very code a GPU runs (see :mod:`.emulate`).
@@ -21,7 +21,8 @@ NumPy scalars of the parameter's exact width (``np.int32`` for ``int``, ``np.int
 ``long long``, ``T``'s dtype for ``T``). Every emulated launch checks each argument against the
 kernel's C parameter list, and the geometry against a GPU's limits, and raises
 :class:`LaunchError` naming the module, kernel, parameter and types; on a GPU the same check
-runs when ``TINYNET_CHECK_LAUNCHES=1`` (it costs a few microseconds per launch, so it is off).
+runs on the first launch of each kernel and dtype, and on every launch when
+``TINYNET_CHECK_LAUNCHES=1`` (tens of microseconds of Python per launch: off by default).
 
 Geometry helpers for the launchers: elementwise kernels run ``THREADS`` threads per block and
 ``blocks_for(count)`` blocks, at most ``MAX_BLOCKS``: the kernels loop with a grid stride
