@@ -59,7 +59,7 @@ extern "C" __global__ void cross_entropy_forward(
             losses[row] = 0;
             sample_weight[row] = 0;
         } else if (t < 0 || t >= n_class) {   // invalid label: NaN, as the reference does on a GPU
-            losses[row] = NAN;
+            losses[row] = (T)TN_NAN;
             sample_weight[row] = has_weight ? class_weight[0] : (T)1;
         } else {
             T w = has_weight ? class_weight[t] : (T)1;
@@ -108,7 +108,7 @@ extern "C" __global__ void cross_entropy_backward(
         long long row = n * spatial + s;
         long long t = label[row];
         if (t != ignore_index && (t < 0 || t >= n_class)) {
-            grad_z[index] = NAN;
+            grad_z[index] = (T)TN_NAN;
             continue;
         }
         T w = sample_weight[row];
@@ -134,7 +134,7 @@ extern "C" __global__ void nll_forward(
             losses[row] = 0;
             sample_weight[row] = 0;
         } else if (t < 0 || t >= n_class) {
-            losses[row] = NAN;
+            losses[row] = (T)TN_NAN;
             sample_weight[row] = has_weight ? class_weight[0] : (T)1;
         } else {
             T w = has_weight ? class_weight[t] : (T)1;
@@ -154,7 +154,7 @@ extern "C" __global__ void nll_backward(
         long long t = label[row];
         bool bad = t != ignore_index && (t < 0 || t >= n_class);
         if (bad) {
-            grad_x[index] = NAN;
+            grad_x[index] = (T)TN_NAN;
             continue;
         }
         long long safe = t == ignore_index ? 0 : t;    // as the reference's label: 0 where ignored
