@@ -44,7 +44,7 @@ from .tensor import Tensor
 
 __all__ = [
     "Function", "Context", "backward", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "unbroadcast",
+    "is_grad_enabled", "unbroadcast", "reserve_grad",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +323,8 @@ def _accumulate_leaf(leaf: Tensor, grad_array) -> None:
         # Copy: the same array may also flow to another leaf, and .grad is later updated in place.
         reserved = _reserved_grads.get(id(leaf)) if _reserved_grads else None
         if (reserved is not None and reserved[0]() is leaf and type(reserved[1]) is type(grad_array)
-                and reserved[1].shape == grad_array.shape and reserved[1].dtype == grad_array.dtype):
+                and reserved[1].shape == grad_array.shape and reserved[1].dtype == grad_array.dtype
+                and reserved[1].device == grad_array.device):
             get_array_module(grad_array).copyto(reserved[1], grad_array)
             leaf.grad = Tensor._wrap(reserved[1])
         else:
