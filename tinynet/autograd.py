@@ -421,7 +421,8 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
         for i, g in enumerate(grads):
             if g is None:  # an output that did not reach the loss: its gradient is zero
                 shape, dtype = node.output_meta[i]
-                grads[i] = run(node.xp.zeros, shape, dtype)
+                if dtype.kind in "fc":  # (an integer output, max-pool's argmax, has none: no zeros to launch)
+                    grads[i] = run(node.xp.zeros, shape, dtype)
             if node.hooks and i in node.hooks:
                 grads[i] = run(functools.partial(_run_hooks, node.hooks[i]), grads[i])
         if node._freed:
@@ -454,7 +455,7 @@ def trace(printer=print):
         return float(to_host(get_array_module(a).sqrt((a.astype("float64") ** 2).sum())))
 
     def show(node, grads_in, grads_out):
-        ins = ", ".join(f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_in)
+        ins = ", ".join("-" if g is None else f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_in)
         outs = ", ".join("-" if g is None else f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_out)
         printer(f"{node.name}: grad in [{ins}] -> grads out [{outs}]")
 
