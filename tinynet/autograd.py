@@ -115,6 +115,8 @@ class Context:
     Attributes set by the engine:
       ``xp``               the array module of the inputs (numpy or cupy)
       ``needs_input_grad`` one bool per positional input of ``forward``
+      ``grad_out``         None, or per input an array that ``backward`` may write that
+                           input's gradient into (and return): a leaf's reserved ``.grad``
     ``forward`` may set any other attribute (shapes, axes, ...) for ``backward`` to read.
     """
 
