@@ -400,7 +400,8 @@ class EmulatedModule:
             parts.append(
                 f'\nextern "C" int tn_launch_{kernel.name}(const unsigned long long* slots, const unsigned* g, '
                 f'unsigned long long shared, int reverse) {{\n{unpack}'
-                f'    return tn_run(g, shared, {int(kernel.uses_barrier)}, reverse, [&]() {{ {kernel.name}({call}); }});\n}}\n'
+                f'    return tn_run(g, shared, {int(kernel.uses_barrier)}, reverse,\n'
+                f'                  [&]() {{ {kernel.name}({call}); }});\n}}\n'
                 f'extern "C" unsigned long long tn_static_shared_{kernel.name}() {{ return {shared}; }}\n')
         self._library = _build("".join(parts), f"{module.name}-{self.dtype.name}")
         self._launchers, self._static_shared = {}, {}
