@@ -717,3 +717,27 @@ def test_c_library_constants_nvrtc_lacks_fail_in_the_emulator_too():
     x = dev(np.zeros(2))
     good.launch("k", np.float64, 1, 1, (x,))
     assert np.isnan(host(x)[0]) and host(x)[1] == -np.inf
+
+
+@pytest.fixture(autouse=True)
+def _threads_in_both_orders():
+    """Every emulated launch in this file runs its threads first-to-last and last-to-first,
+    and must give the same results (no races)."""
+    with emulate.thread_order_check():
+        yield
+
+
+@needs_emulator
+def test_a_race_between_threads_is_found():
+    module = CudaModule("race_for_test", r"""
+        extern "C" __global__ void last_writer_wins(int* out) { out[0] = threadIdx.x + blockIdx.x; }
+        extern "C" __global__ void no_race(int* out) { out[blockIdx.x * blockDim.x + threadIdx.x] = threadIdx.x; }
+        """, register=False)
+    out = dev(np.zeros(64, np.int32))
+    module.launch("no_race", np.float32, 2, 32, (out,))
+    with pytest.raises(emulate.EmulatorError, match=r"race_for_test.last_writer_wins: what it writes to out depends "
+                                                     r"on the order"):
+        module.launch("last_writer_wins", np.float32, 2, 32, (out,))
+    with emulate.thread_order_check(False):
+        module.launch("last_writer_wins", np.float32, 2, 32, (out,))   # one order: no way to see it
+    assert host(out)[0] == 31 + 1
