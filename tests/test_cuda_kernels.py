@@ -741,3 +741,24 @@ def test_a_race_between_threads_is_found():
     with emulate.thread_order_check(False):
         module.launch("last_writer_wins", np.float32, 2, 32, (out,))   # one order: no way to see it
     assert host(out)[0] == 31 + 1
+
+
+@needs_emulator
+def test_the_order_check_restores_buffers_written_through_a_pointer_table():
+    """A multi-tensor kernel writes through device pointers it reads from a table: the second
+    (reversed) run must start from the same memory, and a race there is still found."""
+    module = CudaModule("pointer_table_for_test", r"""
+        extern "C" __global__ void add_one(const unsigned long long* table, long long n) {
+            T* x = (T*)table[blockIdx.x];
+            for (long long i = threadIdx.x; i < n; i += blockDim.x) x[i] += (T)1;
+        }
+        extern "C" __global__ void racy(const unsigned long long* table) { ((T*)table[0])[0] = (T)threadIdx.x; }
+        """, register=False)
+    a, b = dev(np.arange(5.0)), dev(np.zeros(5))
+    table = dev(np.array([a.data.ptr, b.data.ptr], np.uint64))
+    module.launch("add_one", np.float64, 2, 4, (table, np.int64(5)))
+    np.testing.assert_array_equal(host(a), np.arange(5.0) + 1)   # once, not twice
+    np.testing.assert_array_equal(host(b), np.ones(5))
+    with pytest.raises(emulate.EmulatorError, match=r"pointer_table_for_test.racy: what it writes through a "
+                                                     r"pointer it read depends on the order"):
+        module.launch("racy", np.float64, 1, 8, (table,))
