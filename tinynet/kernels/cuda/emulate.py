@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 
@@ -433,21 +434,27 @@ class EmulatedModule:
         if not _order_check:
             self._call(kernel, slots, geometry, shared_mem, reverse=False)
             return
-        # The buffers the kernel may write (non-const pointers), each once, as raw bytes.
-        outputs, seen = [], set()
-        for param, value in zip(self.module.kernels[kernel].params, args):
-            if param.pointer and not param.ctype.startswith("const") and value.data.ptr not in seen:
-                seen.add(value.data.ptr)
-                outputs.append((param.name, value._a.reshape(-1).view(np.uint8)))
-        before = [buffer.copy() for _, buffer in outputs]
+        # Every live buffer of the simulated device, as raw bytes: besides its pointer arguments
+        # a kernel may write through pointers it reads from memory (a multi-tensor kernel's
+        # pointer table), so all of them are restored between the two runs and compared after.
+        outputs = []
+        for _, owner in list(sys.modules["tinynet.sim"]._buffers.values()):
+            owner = owner()
+            if owner is not None and owner.nbytes and owner.flags.c_contiguous and owner.flags.writeable:
+                outputs.append(owner.reshape(-1).view(np.uint8))
+        before = [buffer.copy() for buffer in outputs]
         self._call(kernel, slots, geometry, shared_mem, reverse=False)
-        forward = [buffer.copy() for _, buffer in outputs]
-        for (_, buffer), saved in zip(outputs, before):
+        forward = [buffer.copy() for buffer in outputs]
+        for buffer, saved in zip(outputs, before):
             buffer[...] = saved
         self._call(kernel, slots, geometry, shared_mem, reverse=True)
-        for (name, buffer), first in zip(outputs, forward):
+        for buffer, first in zip(outputs, forward):
             if not np.array_equal(buffer, first):
-                raise EmulatorError(f"{self.module.name}.{kernel}: what it writes to {name} depends on the order in "
+                start = buffer.__array_interface__["data"][0]
+                names = [p.name for p, v in zip(self.module.kernels[kernel].params, args)
+                         if p.pointer and start <= v.data.ptr < start + buffer.size]
+                where = f"to {names[0]}" if names else "through a pointer it read"
+                raise EmulatorError(f"{self.module.name}.{kernel}: what it writes {where} depends on the order in "
                                     "which its threads run (a race: two threads write one element, or one reads "
                                     "what another writes, without a barrier; or atomics adding floats)")
 
