@@ -25,8 +25,8 @@ Three implementations behind one signature: ``im2col_reference`` / ``col2im_refe
 (strided views on the array module: what to read, and what runs on anything else),
 ``im2col_numba`` / ``col2im_numba`` (compiled loops for NumPy arrays, parallel over the rows
 of ``cols`` / over channels when the work is large enough: :mod:`tinynet.kernels.threads`), and
-``tinynet.kernels.cuda.im2col`` (``numba.cuda`` kernels, used for CuPy arrays; col2im there is
-a gather). :mod:`tinynet.kernels.dispatch` picks.
+``tinynet.kernels.cuda.im2col`` (CUDA C kernels, used for CuPy and simulated CUDA arrays; col2im
+there is a gather). :mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations
 

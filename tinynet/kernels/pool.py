@@ -19,7 +19,7 @@ Arguments are pairs ``(height, width)``; ``padding`` is ``(ph, pw)`` or
 behind one signature: ``*_reference`` (array module: what to read, and what runs on anything
 else), ``*_numba`` (compiled loops for NumPy arrays, parallel over batch x channels when the
 work is large enough: :mod:`tinynet.kernels.threads`), and ``tinynet.kernels.cuda.pool``
-(``numba.cuda`` kernels for CuPy arrays).
+(CUDA C kernels for CuPy and simulated CUDA arrays).
 :mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations
