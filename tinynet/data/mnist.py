@@ -17,11 +17,11 @@ import numpy as np
 from .. import backend
 from .. import dtypes as _dt
 from ..tensor import Tensor
-from .download import download_file
+from .download import download_file, file_md5
 from .idx import UNSIGNED_BYTE, parse_idx, read_bytes
 from .loader import _take
 
-__all__ = ["MNIST", "default_root", "read_images", "read_labels"]
+__all__ = ["MNIST", "default_root", "read_images", "read_labels", "load_split"]
 
 
 def default_root() -> Path:
@@ -53,6 +53,61 @@ def read_labels(raw: bytes, source: str, num_classes: int, count: int, images_so
         raise ValueError(f"{dataset}: {source}: expected labels below {num_classes} (the number of classes), "
                          f"found {int(labels[at])} at index {at}")
     return labels
+
+
+def load_split(dataset, root: Path, train: bool, download: bool = False, verify: bool = False,
+               download_to: Path | None = None) -> tuple:
+    """The checked images (N, rows, cols) and labels (N,) of one split of ``dataset``: a class that
+    says where its four IDX files come from (``mirrors``, ``resources``: name -> checksum,
+    ``checksum``: "sha256" of the decompressed bytes or "md5" of the .gz file, and ``classes``),
+    as :class:`MNIST` and the sets stored like it (Fashion-MNIST, KMNIST) do.
+
+    Each file is looked for as ``root/<name>.gz``, ``root/<name>``, and the same under
+    ``root/<ClassName>/raw/`` (torchvision's layout). With ``download`` a missing file, or one
+    whose checksum differs, is fetched (into ``download_to``, default ``root``) and checked; with
+    ``verify`` alone a file whose checksum differs is an error naming it. An uncompressed copy of
+    a file known only by the MD5 of its .gz cannot be checked and is trusted."""
+    prefix = "train" if train else "t10k"
+    name = dataset.__name__
+    images_file, images_raw = _load_file(dataset, Path(root), f"{prefix}-images-idx3-ubyte", download, verify,
+                                         download_to)
+    images = read_images(images_raw, images_file, name)
+    labels_file, labels_raw = _load_file(dataset, Path(root), f"{prefix}-labels-idx1-ubyte", download, verify,
+                                         download_to)
+    labels = read_labels(labels_raw, labels_file, len(dataset.classes), images.shape[0], images_file, name)
+    return images, labels
+
+
+def _candidates(dataset, root: Path, name: str) -> list:
+    return [folder / file for folder in (root, root / dataset.__name__ / "raw") for file in (f"{name}.gz", name)]
+
+
+def _load_file(dataset, root: Path, name: str, download: bool, verify: bool, download_to: Path | None) -> tuple:
+    """Find, check (with ``download`` or ``verify``) and read one file: (its path as a string, its
+    decompressed bytes). With ``download`` a file that fails the check is fetched again; with
+    ``verify`` alone it is an error."""
+    expected, kind = dataset.resources[name], dataset.checksum
+    found = next((p for p in _candidates(dataset, root, name) if p.is_file()), None)
+    if found is not None:
+        raw = read_bytes(found)
+        if not (download or verify) or (kind == "md5" and found.suffix != ".gz"):
+            return str(found), raw
+        digest = hashlib.sha256(raw).hexdigest() if kind == "sha256" else file_md5(found)
+        if digest == expected:
+            return str(found), raw
+        if not download:
+            what = "sha256 of the decompressed data" if kind == "sha256" else "md5 of the file"
+            raise ValueError(f"{dataset.__name__}: {found}: {what} is {digest}, expected {expected} (a damaged "
+                             "or different file; download=True fetches a fresh copy)")
+    folder = Path(download_to) if download_to is not None else root
+    if not download:
+        looked = "\n  ".join(str(p) for p in _candidates(dataset, root, name))
+        raise FileNotFoundError(
+            f"{dataset.__name__}: {name} not found; looked for\n  {looked}\nPass download=True to fetch "
+            f"it into {folder}, or point root= (or $TINYNET_DATA) at a folder that holds it.")
+    checksum = {"sha256_of_decompressed": expected} if kind == "sha256" else {"md5": expected}
+    path = download_file([m + f"{name}.gz" for m in dataset.mirrors], folder / f"{name}.gz", **checksum)
+    return str(path), read_bytes(path)
 
 
 class MNIST:
@@ -92,7 +147,9 @@ class MNIST:
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
         "http://yann.lecun.com/exdb/mnist/",
     ]
-    # name -> sha256 of the decompressed IDX bytes
+    # name -> sha256 of the decompressed IDX bytes (``checksum``; a subclass whose publisher gives
+    # only the MD5 of each .gz file as served sets ``checksum = "md5"``)
+    checksum = "sha256"
     resources = {
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
@@ -107,12 +164,7 @@ class MNIST:
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.train = train
         self.normalize = normalize
-        prefix = "train" if train else "t10k"
-        dataset = type(self).__name__
-        images_file, images_raw = self._load(f"{prefix}-images-idx3-ubyte", download, verify)
-        images = read_images(images_raw, images_file, dataset)
-        labels_file, labels_raw = self._load(f"{prefix}-labels-idx1-ubyte", download, verify)
-        labels = read_labels(labels_raw, labels_file, len(self.classes), images.shape[0], images_file, dataset)
+        images, labels = load_split(type(self), self.root, train, download, verify)
 
         # A pixel is one of 256 byte values: convert those once (scale to [0, 1], normalise, in
         # the same float operations as torchvision's ToTensor + Normalize), then look every pixel
@@ -124,36 +176,6 @@ class MNIST:
             levels = (levels - mean) / std
         self.data = Tensor(levels[backend.to_device(images[:, None], device)])
         self.targets = Tensor(backend.to_device(labels, device).astype(np.int64))
-
-    # --------------------------------------------------------------------------- files
-    def _candidates(self, name: str) -> list:
-        return [folder / file for folder in (self.root, self.root / type(self).__name__ / "raw")
-                for file in (f"{name}.gz", name)]
-
-    def _load(self, name: str, download: bool, verify: bool) -> tuple:
-        """Find, verify (with ``download`` or ``verify``) and read one file: (its path as a
-        string, its decompressed bytes). With ``download`` a file that fails the check is
-        fetched again; with ``verify`` alone it is an error."""
-        expected = self.resources[name]
-        found = next((p for p in self._candidates(name) if p.is_file()), None)
-        if found is not None:
-            raw = read_bytes(found)
-            if not (download or verify):
-                return str(found), raw
-            digest = hashlib.sha256(raw).hexdigest()
-            if digest == expected:
-                return str(found), raw
-            if not download:
-                raise ValueError(f"{type(self).__name__}: {found}: sha256 of the decompressed data is {digest}, "
-                                 f"expected {expected} (a damaged or different file; download=True fetches "
-                                 "a fresh copy)")
-        if not download:
-            looked = "\n  ".join(str(p) for p in self._candidates(name))
-            raise FileNotFoundError(
-                f"{type(self).__name__}: {name} not found; looked for\n  {looked}\nPass download=True to fetch "
-                f"it into {self.root}, or point root= (or $TINYNET_DATA) at a folder that holds it.")
-        path = download_file([m + f"{name}.gz" for m in self.mirrors], self.root / f"{name}.gz", expected)
-        return str(path), read_bytes(path)
 
     # --------------------------------------------------------------------------- dataset protocol
     @property

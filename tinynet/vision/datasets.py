@@ -21,9 +21,7 @@ import numpy as np
 
 from .. import backend
 from ..data.dataset import Dataset, _take
-from ..data.download import decompressed_sha256, download_file, file_md5
-from ..data.idx import read_idx
-from ..data.mnist import MNIST as _MNISTFiles
+from ..data.mnist import MNIST as _MNISTFiles, load_split
 from ..tensor import Tensor
 from .transforms import Compose, Normalize, ToTensor
 
@@ -46,22 +44,16 @@ class MNIST(Dataset):
         device: tinynet's own keyword: where the fast path's ``tensors`` live.
     """
 
-    mirrors = _MNISTFiles.mirrors
-    resources = _MNISTFiles.resources  # name -> checksum of ...
-    checksum = "sha256_of_decompressed"  # ... the decompressed IDX bytes
-    classes = _MNISTFiles.classes
+    # where the files come from and how they are checked: see tinynet.data.mnist.load_split
+    mirrors, resources, checksum, classes = (_MNISTFiles.mirrors, _MNISTFiles.resources, _MNISTFiles.checksum,
+                                             _MNISTFiles.classes)
 
     def __init__(self, root, train: bool = True, transform=None, target_transform=None, download: bool = False, *,
                  device="cpu"):
         self.root = Path(root).expanduser()
         self.train, self.transform, self.target_transform = train, transform, target_transform
-        prefix = "train" if train else "t10k"
-        images = self._load(f"{prefix}-images-idx3-ubyte", download)
-        labels = self._load(f"{prefix}-labels-idx1-ubyte", download)
-        name = type(self).__name__
-        if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"{name}: expected images of bytes (N, H, W) and labels (N,) in {self.root}, got "
-                             f"{images.dtype} {images.shape} and {labels.dtype} {labels.shape}")
+        images, labels = load_split(type(self), self.root, train, download,
+                                    download_to=self.root / type(self).__name__ / "raw")
         self.data = Tensor(images)
         self.targets = Tensor(labels.astype(np.int64))
         levels = _byte_table(transform) if target_transform is None else None
@@ -93,31 +85,6 @@ class MNIST(Dataset):
         if self.transform is not None:
             lines.append(f"    StandardTransform\nTransform: {self.transform}")
         return "\n".join(lines)
-
-    # --------------------------------------------------------------------------- files
-    def _candidates(self, name: str) -> list:
-        return [folder / file for folder in (self.root, self.root / type(self).__name__ / "raw")
-                for file in (f"{name}.gz", name)]
-
-    def _matches(self, path: Path, name: str) -> bool:
-        """Whether the local file ``path`` has the published checksum. An MD5 is of the
-        compressed file as served, so an uncompressed copy cannot be checked: it is trusted."""
-        if self.checksum == "md5":
-            return path.suffix != ".gz" or file_md5(path) == self.resources[name]
-        return decompressed_sha256(path) == self.resources[name]
-
-    def _load(self, name: str, download: bool) -> np.ndarray:
-        """Find (with ``download``: check, or fetch) and read one IDX file."""
-        found = next((p for p in self._candidates(name) if p.is_file()), None)
-        if found is not None and (not download or self._matches(found, name)):
-            return read_idx(found)
-        if not download:
-            looked = "\n  ".join(str(p) for p in self._candidates(name))
-            raise FileNotFoundError(f"{type(self).__name__}: {name} not found; looked for\n  {looked}\n"
-                                    f"Pass download=True to fetch it into {self.root / type(self).__name__ / 'raw'}.")
-        dest = self.root / type(self).__name__ / "raw" / f"{name}.gz"
-        path = download_file([m + f"{name}.gz" for m in self.mirrors], dest, **{self.checksum: self.resources[name]})
-        return read_idx(path)
 
 
 class FashionMNIST(MNIST):
