@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, check_hyperparameters
+from .optimizer import Optimizer, accumulate_square_, check_hyperparameters, regularised_grad
 from ..recording import recordable
 
 __all__ = ["Adadelta"]
@@ -67,15 +67,9 @@ def adadelta_step(param, grad, square_avg, acc_delta, *, lr, rho, eps, weight_de
     the order of PyTorch's single-tensor implementation (so float32 results agree to rounding).
     ``grad`` is not modified. A fused GPU kernel would compute the same per element."""
     xp = get_array_module(param)
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = regularised_grad(param, grad, weight_decay, maximize)
     # v = ρ·v + (1-ρ)·g·g
-    square_avg *= rho
-    tmp = xp.multiply(grad, 1 - rho)
-    tmp *= grad
-    square_avg += tmp
+    tmp = accumulate_square_(square_avg, grad, rho)
     # Δ = sqrt(u + eps) / sqrt(v + eps) · g
     delta = xp.add(acc_delta, eps)
     xp.sqrt(delta, out=delta)

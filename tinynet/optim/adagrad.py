@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, check_hyperparameters
+from .optimizer import Optimizer, check_hyperparameters, regularised_grad
 from ..recording import recordable
 
 __all__ = ["Adagrad"]
@@ -72,10 +72,7 @@ def adagrad_step(param, grad, state_sum, *, step, lr, lr_decay, eps, weight_deca
     ``state_sum``, in the order of PyTorch's single-tensor implementation; ``grad`` is not
     modified. A fused GPU kernel would compute the same per element."""
     xp = get_array_module(param)
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = regularised_grad(param, grad, weight_decay, maximize)
     clr = lr / (1 + (step - 1) * lr_decay)
     # s = s + g·g
     tmp = xp.multiply(grad, grad)

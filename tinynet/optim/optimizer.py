@@ -21,6 +21,7 @@ import numpy as np
 from .. import backend
 from ..autograd import enable_grad, reserve_grad
 from ..kernels.dispatch import uses_cuda
+from ..backend import get_array_module
 from ..tensor import Tensor
 from ..recording import recordable
 
@@ -201,6 +202,27 @@ def check_hyperparameters(optimizer: str, **values) -> None:
     for key, value in values.items():
         if not 0.0 <= value:
             raise ValueError(f"{optimizer}: Invalid {labels.get(key, key + ' value')}: {value}")
+
+
+def regularised_grad(param, grad, weight_decay: float, maximize: bool):
+    """The gradient an update uses: negated for ``maximize``, plus the L2 penalty's
+    ``weight_decay * param``; a new array when either applies, ``grad`` itself otherwise (which
+    the caller must then not modify)."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    return grad
+
+
+def accumulate_square_(square_avg, grad, decay: float):
+    """``square_avg = decay * square_avg + (1 - decay) * grad * grad`` in place, in PyTorch's
+    order of operations; returns the scratch array it used (grad's shape), free for reuse."""
+    square_avg *= decay
+    tmp = get_array_module(grad).multiply(grad, 1 - decay)
+    tmp *= grad
+    square_avg += tmp
+    return tmp
 
 
 # The step counter lives on the host as a Python int while training (see adam.py for why); in a

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, check_hyperparameters
+from .optimizer import Optimizer, accumulate_square_, check_hyperparameters, regularised_grad
 from ..recording import recordable
 
 __all__ = ["RMSprop"]
@@ -83,15 +83,9 @@ def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, *, lr, alph
     and ``grad_avg`` (centered) when it is not None; ``grad`` is not modified. A fused GPU
     kernel would compute the same per element."""
     xp = get_array_module(param)
-    if maximize:
-        grad = -grad
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
+    grad = regularised_grad(param, grad, weight_decay, maximize)
     # v = α·v + (1-α)·g·g
-    square_avg *= alpha
-    tmp = xp.multiply(grad, 1 - alpha)
-    tmp *= grad
-    square_avg += tmp
+    tmp = accumulate_square_(square_avg, grad, alpha)
     if grad_avg is not None:
         # m = α·m + (1-α)·g, in the two forms of torch's lerp_ (each exact at its own end)
         weight = 1 - alpha
