@@ -149,6 +149,12 @@ def _train_report_model(name, device, compiled, batches):
     return model, initial, losses, step, body.calls
 
 
+def _draws_dropout(instruction) -> bool:
+    """Whether a program instruction draws a dropout mask (on a GPU the draw is inside the
+    one-kernel DropoutDraw forward, elsewhere the recorded _scaled_mask)."""
+    return "_scaled_mask" in repr(instruction) or "DropoutDraw" in repr(instruction)
+
+
 @pytest.mark.parametrize("name", list(SPECS))
 def test_report_model_trained_through_compile_step_equals_eager(name, device):
     batches = _images(device, 5, BATCH.get(name, 4))
@@ -162,7 +168,7 @@ def test_report_model_trained_through_compile_step_equals_eager(name, device):
     assert len(step.program(*batches[0])) > 10
     assert model.training
     if SPECS[name].functional_dropout or any(isinstance(m, (nn.Dropout, nn.Dropout2d)) for m in model.modules()):
-        assert any("_scaled_mask" in repr(i) for i in step.program(*batches[0]))  # dropout is in the program
+        assert any(_draws_dropout(i) for i in step.program(*batches[0]))  # dropout is in the program
 
     assert len(set(float(v) for v in eager_losses)) == 5  # five different steps, not one repeated
     for k, (a, b) in enumerate(zip(losses, eager_losses)):
@@ -395,7 +401,8 @@ def test_a_smaller_last_batch_is_recorded_separately(device, capsys):
     model, losses, step, executed, batches = _small_run(device, plan, True)
     big, small = step.program(*batches[0]), step.program(*batches[2])
     assert big and small and step.fallback_reason(*batches[0]) is None and step.fallback_reason(*batches[2]) is None
-    assert [repr(i) for i in big] != [repr(i) for i in small]
+    # Two recordings (their text may match: an instruction need not print its shapes)
+    assert len(big) == len(small) and all(a is not b for a, b in zip(big, small))
     assert executed == 6  # 3 per signature: 8 of the 11 batch-8 calls and 2 of the 5 batch-5 calls replayed
     assert "running eagerly" not in capsys.readouterr().err
     for k, (a, b) in enumerate(zip(losses, eager_losses)):
@@ -413,8 +420,8 @@ def test_switching_to_eval_mode_records_a_separate_program(device):
     eval_program = step.program(*batches[0])
     model.train()
     assert train_program and eval_program
-    assert any("_scaled_mask" in repr(i) for i in train_program)
-    assert not any("_scaled_mask" in repr(i) for i in eval_program)  # no dropout in eval mode
+    assert any(_draws_dropout(i) for i in train_program)
+    assert not any(_draws_dropout(i) for i in eval_program)  # no dropout in eval mode
     for k, (a, b) in enumerate(zip(losses, eager_losses)):
         _assert_same(a, b, device, f"step {k + 1}")
     _assert_same_state(model, eager, device)

@@ -124,7 +124,7 @@ def test_gpu_path_works_without_numba_cuda():
         F.dropout(F.max_pool2d(F.conv2d(x, w, padding=1), 2)).sum().backward()
         names = set(sim.stats.launch_names)
         assert {"im2col.im2col", "im2col.col2im", "pool.max_pool_forward", "pool.max_pool_backward",
-                "dropout.dropout_mask"} <= names, names
+                "dropout.dropout_forward"} <= names, names
     """)
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -344,6 +344,37 @@ def test_one_launch_draws_a_mask_and_advances_the_offset():
         np.testing.assert_array_equal(host(mask), dropout_mask_reference(99, k, size, 0.5, np.float64))
         assert host(state).tolist() == [99, k + 1, 0]
     assert sim.stats.launch_names["dropout.dropout_mask"] - before == 3
+
+
+@needs_emulator
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3), seed=st.integers(0, 2**64 - 1),
+       offset=st.integers(0, 2**40), p=st.sampled_from([0.1, 0.5, 1.0]))
+def test_dropout_forward_kernel_applies_the_reference_mask(dtype, shape, seed, offset, p):
+    x = random(shape, seed % 2**32, dtype)
+    x.reshape(-1)[0] = np.inf   # inf * 0 is NaN, as in the reference x * mask
+    state = dev(np.array([seed, offset, 0], np.uint64))
+    y, mask = c_dropout.dropout_cuda(state, dev(x), p)
+    expected_mask = dropout_mask_reference(seed, offset, x.size, p, dtype).reshape(shape)
+    np.testing.assert_array_equal(host(mask), expected_mask)
+    with np.errstate(invalid="ignore"):   # inf * 0
+        np.testing.assert_array_equal(host(y), x * expected_mask)
+    assert host(state).tolist() == [seed, offset + 1, 0]
+
+
+@needs_emulator
+def test_dropout_op_on_the_device_is_one_launch_and_its_gradient_is_the_mask():
+    x = tinynet.randn(6, 7, device="cuda", requires_grad=True)
+    tinynet.manual_seed(3)
+    before = dict(sim.stats.launch_names)
+    y = F.dropout(x, 0.4)
+    launched = {k: v - before.get(k, 0) for k, v in sim.stats.launch_names.items() if v != before.get(k, 0)}
+    assert launched.get("dropout.dropout_forward") == 1 and "dropout.dropout_mask" not in launched, launched
+    y.backward(tinynet.ones(6, 7, device="cuda"))
+    mask = dropout_mask_reference(3, 0, 42, 0.4).reshape(6, 7)
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), mask)
+    np.testing.assert_array_equal(y.detach().cpu().numpy(), x.detach().cpu().numpy() * mask)
 
 
 @needs_emulator

@@ -43,6 +43,28 @@ class Dropout(Function):
         return grad * mask, None
 
 
+class DropoutDraw(Function):
+    """Dropout on a GPU in one kernel: forward draws the mask from ``generator``'s Philox state
+    and applies it (``y = x * mask``); the mask is the one :class:`Dropout` would use.
+
+    Backward: dx = dy * mask, as for :class:`Dropout`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, generator, p):
+        from ..kernels.cuda.dropout import dropout_cuda
+        # The state is looked up here, not by the caller: a replayed step (compile_step) runs
+        # forward again, and must see a reseeded generator.
+        y, mask = dropout_cuda(_philox_state(generator, ctx.xp), x, p)
+        ctx.save_for_backward(mask)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None
+
+
 @recordable
 def _scaled_mask(input: Tensor, p: float, shape):
     """A random mask of ``shape``: 0 with probability p, else 1/(1-p), in the input's dtype."""
@@ -94,6 +116,8 @@ def dropout(input, p=0.5, training=True, inplace=False):
     _check("dropout", input, p)
     if not training or p == 0:
         return input
+    if uses_cuda(input.data):  # one kernel draws the mask and applies it
+        return finish_inplace(input, DropoutDraw.apply(input, generator_for(input.device), p), inplace)
     mask = _scaled_mask(input, p, input.shape)
     return finish_inplace(input, Dropout.apply(input, mask), inplace)
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..functional import activation, conv, conversion, elementwise, linalg, norm, pool, reduce, shape
-from ..functional.dropout import Dropout  # (the package's ``dropout`` is the function)
+from ..functional.dropout import Dropout, DropoutDraw  # (the package's ``dropout`` is the function)
 from ..tensor import Tensor
 from .graph import to_host
 
@@ -451,7 +451,7 @@ OPS = {
     conv.Conv2d: _conv2d,
     pool.MaxPool2d: _max_pool2d, pool.AvgPool2d: _avg_pool2d, pool.AdaptiveAvgPool2d: _adaptive_avg_pool2d,
     norm.BatchNorm: _batch_norm,
-    Dropout: _dropout,
+    Dropout: _dropout, DropoutDraw: _dropout,
     shape.Reshape: _reshape, shape.Permute: _permute, shape.Expand: _expand, shape.GetItem: _getitem,
     shape.Cat: _cat, shape.Split: _split, shape.Pad: _pad,
     shape.Contiguous: _unary("Identity"), conversion.Clone: _unary("Identity"),

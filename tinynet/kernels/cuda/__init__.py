@@ -6,8 +6,8 @@ the chains that matter into one or two launches each:
 
   ``im2col``   im2col, and col2im as a gather (one thread per input pixel, no atomics).
   ``pool``     max-pool forward with argmax; backward as a gather (one thread per input pixel).
-  ``dropout``  dropout masks (already scaled) from a Philox-4x32-10 counter, seed and offset in
-               device memory.
+  ``dropout``  dropout from a Philox-4x32-10 counter, seed and offset in device memory: the mask
+               (already scaled) drawn, applied and the offset advanced in one launch.
   ``launch``   ``CudaModule``: a source compiled once per dtype, launched through CuPy (NVRTC), or
                through the emulator; argument checks against the C parameter lists.
   ``emulate``  the CPU emulator: the same source compiled by the system C++ compiler and run block

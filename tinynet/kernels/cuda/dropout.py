@@ -15,7 +15,8 @@ Parallel decomposition: one thread per group of four elements. Thread g computes
 block for counter ``(g, offset)`` under key ``seed`` (ten rounds of 32x32-bit multiplies and
 xors, all in registers) and writes mask elements 4g .. 4g+3, already scaled: ``1/(1-p)`` where
 the 32-bit word is at least ``ceil(p * 2^32)``, else 0. Threads share nothing but the state, so
-the mask does not depend on how many threads or blocks run.
+the mask does not depend on how many threads or blocks run. ``dropout_forward`` also applies
+the mask (``y = x * mask``, keeping the mask for the backward): dropout's forward in one launch.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ...backend import get_array_module
 from ..philox import PHILOX_M, PHILOX_W, dropout_threshold
 from .launch import THREADS, CudaModule, blocks_for
 
-__all__ = ["philox_state", "reseed", "dropout_mask_cuda", "philox_words_cuda", "MODULE"]
+__all__ = ["philox_state", "reseed", "dropout_mask_cuda", "dropout_cuda", "philox_words_cuda", "MODULE"]
 
 SOURCE = r"""
 // Philox-4x32-10 of the counter c[0..3] under the key (k0, k1), in place.
@@ -40,19 +41,17 @@ __device__ __forceinline__ void philox4x32_10(unsigned int c[4], unsigned int k0
     }
 }
 
-extern "C" __global__ void dropout_mask(unsigned long long* state, unsigned long long threshold, T scale,
-                                        T* mask, long long size) {
-    unsigned long long seed = state[0], offset = state[1];
-    GRID_STRIDE_LOOP(g, (size + 3) / 4) {
-        unsigned int c[4] = {(unsigned int)g, (unsigned int)((unsigned long long)g >> 32),
-                             (unsigned int)offset, (unsigned int)(offset >> 32)};
-        philox4x32_10(c, (unsigned int)seed, (unsigned int)(seed >> 32));
-        for (int k = 0; k < 4; ++k) {
-            long long e = 4 * g + k;
-            if (e < size) mask[e] = (unsigned long long)c[k] >= threshold ? scale : (T)0;
-        }
-    }
-    // The next draw's offset: written by the last block to finish, once every block has read it.
+// The four mask values of group g (elements 4g .. 4g+3): scale where the word is kept, else 0.
+__device__ __forceinline__ void mask_group(long long g, unsigned long long seed, unsigned long long offset,
+                                           unsigned long long threshold, T scale, T values[4]) {
+    unsigned int c[4] = {(unsigned int)g, (unsigned int)((unsigned long long)g >> 32),
+                         (unsigned int)offset, (unsigned int)(offset >> 32)};
+    philox4x32_10(c, (unsigned int)seed, (unsigned int)(seed >> 32));
+    for (int k = 0; k < 4; ++k) values[k] = (unsigned long long)c[k] >= threshold ? scale : (T)0;
+}
+
+// The next draw's offset: written by the last block to finish, once every block has read it.
+__device__ void advance_offset(unsigned long long* state, unsigned long long offset) {
     __syncthreads();   // every thread of this block has read the state
     if (threadIdx.x == 0) {
         __threadfence();
@@ -61,6 +60,36 @@ extern "C" __global__ void dropout_mask(unsigned long long* state, unsigned long
             state[2] = 0;
         }
     }
+}
+
+extern "C" __global__ void dropout_mask(unsigned long long* state, unsigned long long threshold, T scale,
+                                        T* mask, long long size) {
+    unsigned long long seed = state[0], offset = state[1];
+    GRID_STRIDE_LOOP(g, (size + 3) / 4) {
+        T values[4];
+        mask_group(g, seed, offset, threshold, scale, values);
+        for (int k = 0; k < 4; ++k)
+            if (4 * g + k < size) mask[4 * g + k] = values[k];
+    }
+    advance_offset(state, offset);
+}
+
+// Dropout's forward in one launch: draw the mask, keep it for the backward, and apply it.
+extern "C" __global__ void dropout_forward(unsigned long long* state, unsigned long long threshold, T scale,
+                                           const T* x, T* y, T* mask, long long size) {
+    unsigned long long seed = state[0], offset = state[1];
+    GRID_STRIDE_LOOP(g, (size + 3) / 4) {
+        T values[4];
+        mask_group(g, seed, offset, threshold, scale, values);
+        for (int k = 0; k < 4; ++k) {
+            long long e = 4 * g + k;
+            if (e < size) {
+                mask[e] = values[k];
+                y[e] = x[e] * values[k];
+            }
+        }
+    }
+    advance_offset(state, offset);
 }
 
 // The raw generator, for the known-answer tests: words[4i..4i+3] = philox(counters[4i..], keys[2i..]).
@@ -104,6 +133,18 @@ def dropout_mask_cuda(state, shape, p: float, dtype, out=None):
     MODULE.launch("dropout_mask", dtype, blocks_for(-(-mask.size // 4)), THREADS,
                   (state, np.uint64(dropout_threshold(p)), dtype.type(scale), mask, np.int64(mask.size)))
     return mask
+
+
+def dropout_cuda(state, x, p: float):
+    """Dropout of ``x`` in one launch: ``(y, mask)`` with ``y = x * mask`` and ``mask`` the one
+    :func:`dropout_mask_cuda` would draw from ``state`` (whose offset the launch advances)."""
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    y, mask = xp.empty_like(x), xp.empty_like(x)
+    scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
+    MODULE.launch("dropout_forward", x.dtype, blocks_for(-(-x.size // 4)), THREADS,
+                  (state, np.uint64(dropout_threshold(p)), x.dtype.type(scale), x, y, mask, np.int64(x.size)))
+    return y, mask
 
 
 def philox_words_cuda(counters, keys):
