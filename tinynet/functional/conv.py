@@ -21,6 +21,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function
+from ..kernels import gemm
 from ..kernels.im2col import col2im, im2col, output_size
 from ..tensor import Tensor
 
@@ -49,7 +50,7 @@ class Conv2d(Function):
         cols = im2col(x, *geometry)                                    # (C*kh*kw, N*OH*OW)
         cols_by_group = cols.reshape(groups, -1, cols.shape[1])        # (G, C/G*kh*kw, N*OH*OW)
         weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
-        out = xp.matmul(weight_by_group, cols_by_group).reshape(c_out, n, out_h, out_w)
+        out = gemm.matmul(xp, weight_by_group, cols_by_group).reshape(c_out, n, out_h, out_w)
         if bias is not None:
             out += bias.reshape(c_out, 1, 1, 1)
         out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
@@ -73,12 +74,12 @@ class Conv2d(Function):
 
         grad_x = grad_weight = grad_bias = None
         if need_x:
-            grad_cols = xp.matmul(weight_by_group.transpose(0, 2, 1), grad_by_group)
+            grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
             grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *ctx.geometry)
             if ctx.unbatched:
                 grad_x = grad_x[0]
         if need_weight:
-            grad_weight = xp.matmul(grad_by_group, cols_by_group.transpose(0, 2, 1)).reshape(ctx.weight_shape)
+            grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1)).reshape(ctx.weight_shape)
         if need_bias:
             grad_bias = grad.sum(axis=(0, 2, 3))
         return grad_x, grad_weight, grad_bias
