@@ -117,15 +117,48 @@ def test_cross_entropy_kernels_equal_reference(dtype, problem):
     np.testing.assert_allclose(grad_gpu, grad_cpu, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(problem=_cross_entropy_problems())
+def test_log_softmax_and_nll_kernels_equal_reference(dtype, problem):
+    """log_softmax (one kernel each way, along dim 1) then nll_loss (forward, sum/mean kernel,
+    backward) on the simulated device against the array code on the CPU."""
+    shape, reduction, weighted, seed = problem
+    rng = np.random.default_rng(seed)
+    classes = shape[1]
+    logits = _rand(rng, shape, dtype, 4.0)
+    target = rng.integers(0, classes, (shape[0],) + shape[2:])
+    target[rng.random(target.shape) < 0.2] = -100
+    weight = (rng.random(classes) + 0.5).astype(dtype) if weighted else None
+    cotangent = _rand(rng, () if reduction != "none" else target.shape, dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        z = tinynet.tensor(logits, device=device, requires_grad=True)
+        w = None if weight is None else tinynet.tensor(weight, device=device)
+        loss = F.nll_loss(F.log_softmax(z, dim=1), tinynet.tensor(target, device=device), weight=w,
+                          reduction=reduction)
+        (loss * tinynet.tensor(cotangent, device=device)).sum().backward()
+        results.append((loss.detach().cpu().numpy(), z.grad.cpu().numpy()))
+    (loss_cpu, grad_cpu), (loss_gpu, grad_gpu) = results
+    np.testing.assert_allclose(loss_gpu, loss_cpu, equal_nan=True, **TOL[dtype])
+    np.testing.assert_allclose(grad_gpu, grad_cpu, equal_nan=True, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+def test_log_softmax_kernel_along_any_dim(dim):
+    x = _rand(np.random.default_rng(0), (3, 4, 5), np.float64, 5.0)
+    got = F.log_softmax(tinynet.tensor(x, device="cuda"), dim=dim).cpu().numpy()
+    want = F.log_softmax(tinynet.tensor(x), dim=dim).numpy()
+    np.testing.assert_allclose(got, want, **TOL[np.float64])
+
+
 def test_cross_entropy_launches_three_kernels():
     z = tinynet.tensor(_rand(np.random.default_rng(0), (4, 10), np.float32), device="cuda", requires_grad=True)
     y = tinynet.tensor(np.array([1, 2, 3, 4]), device="cuda")
     with sim.counting() as c:
         loss = F.cross_entropy(z, y)
         loss.backward()
-    names = c["launch_names"]
-    assert names.get("loss.cross_entropy_forward") == names.get("loss.cross_entropy_reduce") == 1
-    assert names.get("loss.cross_entropy_backward") == 1
+    assert c["launch_names"] == {"loss.cross_entropy_forward": 1, "loss.loss_reduce": 1, "ones_like": 1,
+                                 "loss.cross_entropy_backward": 1, "copy": 1}  # (the seed 1 and z.grad's copy)
 
 
 # ------------------------------------------------------------------ multi-tensor optimisers
@@ -202,3 +235,97 @@ def test_zero_grad_to_none_launches_nothing():
     with sim.counting() as c:
         opt.zero_grad()
     assert c["launches"] == 0 and p.grad is None
+
+
+# ------------------------------------------------------------------------------- activations
+ACTIVATIONS = {
+    "sigmoid": lambda x, w: tinynet.sigmoid(x),
+    "tanh": lambda x, w: tinynet.tanh(x),
+    "relu": lambda x, w: F.relu(x),
+    "prelu": lambda x, w: F.prelu(x, w),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), per_channel=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_activation_kernels_equal_reference(name, dtype, shape, per_channel, seed):
+    """Forward and backward of each fused activation on the simulated device against the array
+    code on the CPU (PReLU with one slope, or one per channel of dim 1)."""
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, shape, dtype, 30.0)   # large values too: exp overflows in the sigmoid
+    channels = shape[1] if per_channel and len(shape) >= 2 else 1
+    w = _rand(rng, channels, dtype)
+    cotangent = _rand(rng, shape, dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        xt = tinynet.tensor(x, device=device, requires_grad=True)
+        wt = tinynet.tensor(w, device=device, requires_grad=True)
+        with np.errstate(over="ignore"):
+            y = ACTIVATIONS[name](xt, wt)
+            (y * tinynet.tensor(cotangent, device=device)).sum().backward()
+        results.append([y.detach().cpu().numpy(), xt.grad.cpu().numpy()]
+                       + ([wt.grad.cpu().numpy()] if name == "prelu" else []))
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
+
+
+def test_each_activation_direction_is_one_launch():
+    x = tinynet.tensor(_rand(np.random.default_rng(0), (3, 4), np.float32), device="cuda", requires_grad=True)
+    for fn, names in [(tinynet.sigmoid, {"activation.sigmoid_forward", "activation.sigmoid_backward"}),
+                      (F.relu, {"maximum", "activation.relu_backward"})]:
+        y = fn(x)
+        g = tinynet.ones_like(y)
+        with sim.counting() as c:
+            y = fn(x)
+            y.backward(g)
+        assert set(c["launch_names"]) - {"copy", "add"} == names, c["launch_names"]  # (x.grad: copy, then add)
+
+
+# ------------------------------------------------------------------------------ convolution
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=st.integers(1, 3), c_in=st.integers(1, 4), groups=st.sampled_from([1, 2]), c_out_per=st.integers(1, 3),
+       side=st.integers(3, 6), kernel=st.integers(1, 3), bias=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_conv_bias_and_layout_kernels_equal_reference(dtype, n, c_in, groups, c_out_per, side, kernel, bias, seed):
+    """conv2d forward and backward on the simulated device (the fused bias/NCHW kernels) against
+    the array code on the CPU."""
+    rng = np.random.default_rng(seed)
+    c_in *= groups
+    c_out = c_out_per * groups
+    x = _rand(rng, (n, c_in, side, side), dtype)
+    w = _rand(rng, (c_out, c_in // groups, kernel, kernel), dtype)
+    b = _rand(rng, c_out, dtype) if bias else None
+    cotangent = _rand(rng, (n, c_out, side - kernel + 1, side - kernel + 1), dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        ts = [None if a is None else tinynet.tensor(a, device=device, requires_grad=True) for a in (x, w, b)]
+        y = F.conv2d(ts[0], ts[1], ts[2], groups=groups)
+        (y * tinynet.tensor(cotangent, device=device)).sum().backward()
+        results.append([y.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in ts if t is not None])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
+
+
+# ---------------------------------------------------------------------------- clip_grad_norm_
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf"), 3.0, 0.0])
+@given(shapes=st.lists(st.lists(st.integers(1, 6), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5),
+       max_norm=st.sampled_from([0.1, 1.0, 100.0]), seed=st.integers(0, 2 ** 16))
+def test_clip_grad_norm_kernels_equal_reference(norm_type, dtype, shapes, max_norm, seed):
+    """The total norm (one launch) and the scaling (one launch) on the simulated device against
+    the per-tensor array code on the CPU (norm_type 0 takes the array code on both)."""
+    rng = np.random.default_rng(seed)
+    grads = [_rand(rng, s, dtype) for s in shapes]
+    results = []
+    for device in ("cpu", "cuda"):
+        params = [tinynet.tensor(np.zeros_like(g), device=device, requires_grad=True) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = tinynet.tensor(g, device=device)
+        with sim.counting() as c:
+            total = tinynet.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+        if device == "cuda" and norm_type != 0:  # (plus, the first time, the pointer table's copy)
+            assert c["launches"] - c["launch_names"].get("host_to_device", 0) == 2, c["launch_names"]
+        results.append([total.cpu().numpy()] + [p.grad.cpu().numpy() for p in params])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, **TOL[dtype])

@@ -15,6 +15,7 @@ import warnings
 
 from .. import dtypes as _dt
 from ..autograd import Function, is_grad_enabled
+from ..kernels.dispatch import uses_cuda
 from ..kernels.special import erf
 from ..recording import recordable
 from ..tensor import Tensor
@@ -107,6 +108,10 @@ class PReLU(Function):
             w = weight.reshape((weight.size,) + (1,) * (x.ndim - 2))
         ctx.save_for_backward(x, w)
         ctx.weight_shape = weight.shape
+        ctx.fused = uses_cuda(x) and x.flags.c_contiguous and weight.dtype == x.dtype
+        if ctx.fused:  # the same selection in one GPU kernel (kernels/cuda/activation.py)
+            from ..kernels.cuda.activation import prelu_forward_cuda
+            return prelu_forward_cuda(x, weight)
         return xp.where(x > 0, x, w * x)
 
     @staticmethod
@@ -114,10 +119,14 @@ class PReLU(Function):
         xp = ctx.xp
         x, w = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad
-        grad_x = xp.where(x > 0, grad, w * grad) if need_x else None
+        if ctx.fused and grad.flags.c_contiguous and grad.shape == x.shape:  # both selections, one kernel
+            from ..kernels.cuda.activation import prelu_backward_cuda
+            grad_x, per_element = prelu_backward_cuda(x, w, grad, need_x, need_w)
+        else:
+            grad_x = xp.where(x > 0, grad, w * grad) if need_x else None
+            per_element = xp.where(x > 0, 0, grad * x) if need_w else None
         grad_w = None
         if need_w:
-            per_element = xp.where(x > 0, 0, grad * x)
             axes = tuple(i for i in range(x.ndim) if w.ndim == 0 or i != 1)
             grad_w = per_element.sum(axis=axes, keepdims=True).reshape(ctx.weight_shape)
         return grad_x, grad_w
@@ -298,14 +307,22 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, axis):
-        y = log_softmax_array(ctx.xp, x, axis)
-        ctx.save_for_backward(y)
         ctx.axis = axis
+        ctx.fused = axis is not None and uses_cuda(x) and x.flags.c_contiguous
+        if ctx.fused:  # the same formula, one GPU kernel each way (kernels/cuda/activation.py)
+            from ..kernels.cuda.activation import log_softmax_forward_cuda
+            y = log_softmax_forward_cuda(x, axis)
+        else:
+            y = log_softmax_array(ctx.xp, x, axis)
+        ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if ctx.fused and grad.flags.c_contiguous and grad.shape == y.shape:
+            from ..kernels.cuda.activation import log_softmax_backward_cuda
+            return log_softmax_backward_cuda(y, grad, ctx.axis), None
         return grad - ctx.xp.exp(y) * grad.sum(axis=ctx.axis, keepdims=True), None
 
 

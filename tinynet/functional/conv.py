@@ -15,6 +15,10 @@ and the backward pass is two more matrix products plus the transpose of im2col::
 
 With ``groups`` G the channels split into G independent convolutions: the rows of ``cols`` and
 of ``W`` split into G blocks and the products above become one batched product over groups.
+
+On a GPU the layout changes around the product are fused with the bias: the forward adds the
+bias while copying to NCHW, the backward sums db while copying dY to channel-major, one kernel
+each (``tinynet/kernels/cuda/conv.py``).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import numbers
 
 from ..autograd import Function
 from ..kernels import gemm
+from ..kernels.dispatch import uses_cuda
 from ..kernels.im2col import col2im, im2col, output_size
 from ..tensor import Tensor
 
@@ -51,9 +56,13 @@ class Conv2d(Function):
         cols_by_group = cols.reshape(groups, -1, cols.shape[1])        # (G, C/G*kh*kw, N*OH*OW)
         weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
         out = gemm.matmul(xp, weight_by_group, cols_by_group).reshape(c_out, n, out_h, out_w)
-        if bias is not None:
-            out += bias.reshape(c_out, 1, 1, 1)
-        out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
+        if uses_cuda(out) and (bias is None or (bias.dtype == out.dtype and bias.flags.c_contiguous)):
+            from ..kernels.cuda.conv import bias_to_nchw_cuda
+            out = bias_to_nchw_cuda(out, bias)  # the two lines below in one GPU kernel
+        else:
+            if bias is not None:
+                out += bias.reshape(c_out, 1, 1, 1)
+            out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
 
         # cols is only needed for dW: don't keep it (C*kh*kw times the input) when W needs no grad.
         ctx.save_for_backward(cols_by_group if ctx.needs_input_grad[1] else None, weight_by_group)
@@ -69,10 +78,17 @@ class Conv2d(Function):
         if ctx.unbatched:
             grad = grad[None]
         c_out = grad.shape[1]
-        # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
-        grad_by_group = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(ctx.groups, c_out // ctx.groups, -1)
-
         grad_x = grad_weight = grad_bias = None
+        # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
+        if uses_cuda(grad) and grad.flags.c_contiguous:  # the layout change and db in one GPU kernel
+            from ..kernels.cuda.conv import nchw_to_channels_cuda
+            grad_cm, grad_bias = nchw_to_channels_cuda(grad, need_bias)
+            grad_by_group = grad_cm.reshape(ctx.groups, c_out // ctx.groups, -1)
+        else:
+            grad_by_group = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(ctx.groups, c_out // ctx.groups,
+                                                                                      -1)
+            if need_bias:
+                grad_bias = grad.sum(axis=(0, 2, 3))
         if need_x:
             grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
             grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *ctx.geometry)
@@ -80,8 +96,6 @@ class Conv2d(Function):
                 grad_x = grad_x[0]
         if need_weight:
             grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1)).reshape(ctx.weight_shape)
-        if need_bias:
-            grad_bias = grad.sum(axis=(0, 2, 3))
         return grad_x, grad_weight, grad_bias
 
 

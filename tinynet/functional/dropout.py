@@ -5,7 +5,7 @@ The scaling ("inverted dropout") keeps the expected value of every element uncha
 evaluation time dropout is simply the identity. The random mask comes from the device's seeded
 generator (:func:`tinynet.random.generator_for`): ``tinynet.manual_seed`` makes it repeatable.
 
-On a GPU (CuPy arrays with a working ``numba.cuda``) the mask comes from a counter-based
+On a GPU (and on the simulated device, through the CUDA emulator) the mask comes from a counter-based
 generator instead (Philox, ``tinynet/kernels/cuda/dropout.py``): one kernel draws it from a
 ``[seed, offset]`` pair kept in device memory and a second advances the offset, so drawing a
 mask never involves the host and a captured CUDA graph draws a new mask on every replay.

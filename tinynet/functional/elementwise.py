@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..autograd import Function, is_grad_enabled
+from ..kernels.dispatch import uses_cuda
 from ..recording import recordable
 from ..tensor import Tensor
 
@@ -416,6 +417,15 @@ def cos(input):
 
 
 # ---------------------------------------------------------------------------------- activations
+def _fused(*arrays) -> bool:
+    """Whether an activation runs as one GPU kernel: float arrays on the CUDA path, C-contiguous,
+    of one shape and dtype (a broadcast gradient, say, takes the array code)."""
+    if not uses_cuda(arrays[0]):
+        return False
+    from ..kernels.cuda.activation import fusable
+    return fusable(*arrays)
+
+
 class Tanh(Function):
     """y = tanh(x).  Backward: dx = dy * (1 - y**2), from the output alone."""
 
@@ -428,6 +438,9 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if _fused(y, grad):  # the same formula, one GPU kernel (kernels/cuda/activation.py)
+            from ..kernels.cuda.activation import tanh_backward_cuda
+            return tanh_backward_cuda(y, grad)
         return grad * (1 - y * y)
 
 
@@ -447,6 +460,11 @@ class Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
+        if _fused(x):  # the same four steps, one GPU kernel (kernels/cuda/activation.py)
+            from ..kernels.cuda.activation import sigmoid_forward_cuda
+            y = sigmoid_forward_cuda(x)
+            ctx.save_for_backward(y)
+            return y
         y = xp.negative(x, out=xp.empty_like(x))  # out=: an array even for 0-d input
         with np.errstate(over="ignore"):
             xp.exp(y, out=y)
@@ -458,6 +476,9 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if _fused(y, grad):
+            from ..kernels.cuda.activation import sigmoid_backward_cuda
+            return sigmoid_backward_cuda(y, grad)
         dx = 1 - y
         dx *= y
         dx *= grad
@@ -481,6 +502,9 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if _fused(y, grad):  # compare and select in one GPU kernel (kernels/cuda/activation.py)
+            from ..kernels.cuda.activation import relu_backward_cuda
+            return relu_backward_cuda(y, grad)
         return ctx.xp.where(y > 0, grad, 0)
 
 

@@ -180,14 +180,14 @@ class CrossEntropy(Function):
         xp = ctx.xp
         ctx.fused = target.dtype.kind != "f" and label_smoothing == 0 and uses_cuda(logits)
         if ctx.fused:  # class indices on a GPU: one kernel for the losses, one for their sum or mean
-            from ..kernels.cuda.loss import cross_entropy_forward_cuda, cross_entropy_reduce_cuda
+            from ..kernels.cuda.loss import cross_entropy_forward_cuda, loss_reduce_cuda
             losses, sample_weight, row_max, log_sum = cross_entropy_forward_cuda(logits, target, weight,
                                                                                  ignore_index)
             ctx.save_for_backward(logits, target, row_max, log_sum, sample_weight)
             ctx.reduction, ctx.count, ctx.ignore_index = reduction, None, ignore_index
             if reduction == "none":
                 return losses
-            loss, ctx.count = cross_entropy_reduce_cuda(losses, sample_weight, reduction)
+            loss, ctx.count = loss_reduce_cuda(losses, sample_weight, reduction)
             return loss
         z = _classes_last(xp, logits)
         num_classes = z.shape[-1]
@@ -291,6 +291,16 @@ class NLLLoss(Function):
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction):
         xp = ctx.xp
+        ctx.fused = uses_cuda(x)
+        if ctx.fused:  # on a GPU: one kernel for the rows, one for their sum or mean (kernels/cuda/loss.py)
+            from ..kernels.cuda.loss import loss_reduce_cuda, nll_forward_cuda
+            losses, sample_weight = nll_forward_cuda(x, target, weight, ignore_index)
+            ctx.save_for_backward(target, sample_weight)
+            ctx.shape, ctx.reduction, ctx.count, ctx.ignore_index = x.shape, reduction, None, ignore_index
+            if reduction == "none":
+                return losses
+            loss, ctx.count = loss_reduce_cuda(losses, sample_weight, reduction)
+            return loss
         x_last = _classes_last(xp, x)
         num_classes = x_last.shape[-1]
         label, valid, sample_weight, bad = _class_index_targets("nll_loss", xp, target, num_classes, weight,
@@ -307,6 +317,11 @@ class NLLLoss(Function):
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
+        if ctx.fused:  # the same gradient in one GPU kernel ('mean': it divides by the count itself)
+            from ..kernels.cuda.loss import nll_backward_cuda
+            target, sample_weight = ctx.saved_tensors
+            return (nll_backward_cuda(ctx.shape, target, sample_weight, grad, ctx.ignore_index,
+                                      ctx.count if ctx.reduction == "mean" else None), None, None, None, None)
         label, sample_weight, bad = ctx.saved_tensors
         per_sample = _reduce_backward(grad, ctx.reduction, ctx.count) * sample_weight
         grad_x = -_one_hot(xp, label, ctx.num_classes, sample_weight.dtype) * per_sample[..., None]

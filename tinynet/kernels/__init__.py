@@ -5,10 +5,12 @@ Each kernel has up to three implementations behind one signature:
 * a readable reference written against the array module ``xp`` (NumPy, CuPy or the simulated
   device), which is what a learner should read first and what runs when nothing faster fits;
 * a numba version (``@njit(parallel=True, cache=True)``) used for NumPy arrays on the CPU;
-* a ``numba.cuda`` version (``tinynet/kernels/cuda/``) used for CuPy arrays on a GPU.
+* a CUDA C version (``tinynet/kernels/cuda/``) launched through CuPy for CuPy arrays on a GPU,
+  and run by a CPU emulator (the same C source, compiled by the system C++ compiler) for the
+  simulated device's arrays.
 
-``dispatch`` picks one per array; the tests check that all agree (the CUDA kernels under numba's
-CUDA simulator).
+``dispatch`` picks one per array; the tests check that all agree (the CUDA kernels in the
+emulator, and compiled by NVRTC).
 
 Modules:
   ``dispatch`` which implementation runs for an array; ``reference_kernels()`` forces the references.
@@ -18,6 +20,7 @@ Modules:
   ``philox``   the Philox-4x32-10 counter-based generator and dropout masks (NumPy reference of
                the GPU dropout kernel).
   ``special``  ``erf`` (numba ufunc on the CPU, CuPy's on the GPU), for the exact GELU.
-  ``cuda``     the ``numba.cuda`` kernels: im2col/col2im, max pool, batch norm, softmax
-               cross-entropy, dropout masks and fused SGD/Adam (see its ``__init__``).
+  ``cuda``     the GPU kernels: CUDA C sources with their launchers (im2col/col2im, max pool,
+               dropout masks), ``launch`` (CuPy) and ``emulate`` (the CPU emulator); batch norm,
+               cross-entropy and SGD/Adam are still ``numba.cuda`` until ported (see its ``__init__``).
 """

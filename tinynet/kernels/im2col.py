@@ -24,8 +24,8 @@ pooling need more padding at the bottom/right).
 Three implementations behind one signature: ``im2col_reference`` / ``col2im_reference``
 (strided views on the array module: what to read, and what runs on anything else),
 ``im2col_numba`` / ``col2im_numba`` (compiled loops, parallel over the rows of ``cols`` / over
-channels, used for NumPy arrays), and ``tinynet.kernels.cuda.im2col`` (``numba.cuda`` kernels,
-used for CuPy arrays; col2im there is a gather). :mod:`tinynet.kernels.dispatch` picks.
+channels, used for NumPy arrays), and ``tinynet.kernels.cuda.im2col`` (CUDA C kernels,
+used for CuPy and simulated CUDA arrays; col2im there is a gather). :mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ Arguments are pairs ``(height, width)``; ``padding`` is ``(ph, pw)`` or
 ``((top, bottom), (left, right))`` as in :mod:`tinynet.kernels.im2col`. Three implementations
 behind one signature: ``*_reference`` (array module: what to read, and what runs on anything
 else), ``*_numba`` (compiled loops for NumPy arrays, parallel over batch x channels), and
-``tinynet.kernels.cuda.pool`` (``numba.cuda`` kernels for CuPy arrays).
+``tinynet.kernels.cuda.pool`` (CUDA C kernels for CuPy and simulated CUDA arrays).
 :mod:`tinynet.kernels.dispatch` picks.
 """
 from __future__ import annotations

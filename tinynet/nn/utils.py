@@ -4,7 +4,8 @@
 Clipping runs between ``loss.backward()`` and ``optimizer.step()``, in place on ``p.grad``.
 The norm stays on the device: the scale factor ``min(1, max_norm / (norm + 1e-6))`` is computed
 there and multiplied in without an ``if norm > max_norm`` test, which would have to wait for
-the GPU to send the norm back to Python.
+the GPU to send the norm back to Python. On the GPU the norm of all gradients is one launch and
+the scaling another (multi-tensor kernels, ``tinynet/kernels/cuda/optim.py``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import math
 import numpy as np
 
 from .. import backend
+from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from ..recording import recordable
 
@@ -49,10 +51,17 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
     norm_type = float(norm_type)
     if not tensors:
         return Tensor._wrap(np.zeros((), np.float32))
-    first_device = tensors[0].device
-    norms = [backend.to_device(_as_array(_vector_norm(t.data, norm_type)), first_device) for t in tensors]
-    xp = backend.get_array_module(norms[0])
-    total = _as_array(_vector_norm(xp.stack(norms), norm_type))
+    arrays = [t.data for t in tensors]
+    if _multi_tensor(arrays) and (norm_type > 0 or norm_type == math.inf):
+        # On the GPU: one launch over all the arrays (kernels/cuda/optim.py), the same p-norm.
+        from ..kernels.cuda.optim import total_norm_cuda
+        total = total_norm_cuda(arrays, norm_type)
+        xp = backend.get_array_module(total)
+    else:
+        first_device = tensors[0].device
+        norms = [backend.to_device(_as_array(_vector_norm(a, norm_type)), first_device) for a in arrays]
+        xp = backend.get_array_module(norms[0])
+        total = _as_array(_vector_norm(xp.stack(norms), norm_type))
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is "
                            "non-finite, so it cannot be clipped. To disable this error and scale the "
@@ -68,6 +77,11 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, forea
     if not grads:
         return
     total = total_norm.data if isinstance(total_norm, Tensor) else total_norm
+    if (_multi_tensor(grads) and type(total) is type(grads[0]) and total.dtype == grads[0].dtype
+            and backend.device_of(total) == backend.device_of(grads[0])):
+        from ..kernels.cuda.optim import clip_scale_cuda
+        clip_scale_cuda(grads, total, max_norm)  # the lines below for all gradients in one launch
+        return
     xp = backend.get_array_module(total)
     # The clamp to 1 means gradients are never scaled up; multiplying by 1 costs less than the
     # host sync an `if` would need.
@@ -120,6 +134,17 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     for p in parameters:
         if p.grad is not None:
             p.grad.xp.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+
+
+def _multi_tensor(arrays) -> bool:
+    """Whether one GPU kernel can take all ``arrays``: on the CUDA path, C-contiguous, of one
+    dtype and device (see ``tinynet/kernels/cuda/optim.py``)."""
+    first = arrays[0]
+    if not uses_cuda(first):
+        return False
+    device = backend.device_of(first)
+    return all(type(a) is type(first) and a.dtype == first.dtype and a.flags.c_contiguous
+               and backend.device_of(a) == device for a in arrays)
 
 
 def _as_array(value):

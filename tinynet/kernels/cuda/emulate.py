@@ -57,13 +57,47 @@ class EmulatorError(RuntimeError):
 PRELUDE = r"""
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ucontext.h>
+// NVRTC compiles without the C library's headers: hide their constants, so that a kernel that
+// uses one fails here as it fails there. (Typedefs and std:: cannot be hidden; the NVRTC test
+// is the check for those.)
+#undef NAN
+#undef INFINITY
+#undef HUGE_VAL
+#undef HUGE_VALF
+#undef HUGE_VALL
+#undef MAXFLOAT
+#undef M_E
+#undef M_LOG2E
+#undef M_LOG10E
+#undef M_LN2
+#undef M_LN10
+#undef M_PI
+#undef M_PI_2
+#undef M_PI_4
+#undef M_1_PI
+#undef M_2_PI
+#undef M_2_SQRTPI
+#undef M_SQRT2
+#undef M_SQRT1_2
+#undef INT8_MAX
+#undef INT16_MAX
+#undef INT32_MAX
+#undef INT64_MAX
+#undef UINT8_MAX
+#undef UINT16_MAX
+#undef UINT32_MAX
+#undef UINT64_MAX
+#undef SIZE_MAX
+#undef EOF
 
 #define __global__
 #define __device__
 #define __host__
+#define __constant__
 #define __forceinline__ inline
 #define __noinline__
 #define __restrict__ __restrict
@@ -71,6 +105,7 @@ PRELUDE = r"""
 #define __align__(n) alignas(n)
 
 struct uint3 { unsigned int x, y, z; };
+typedef uint3 dim3;
 static uint3 threadIdx, blockIdx, blockDim, gridDim;
 static const int warpSize = 32;
 
@@ -127,7 +162,7 @@ struct tn_fiber { ucontext_t ctx; uint3 tid; int state; };   // state: 0 runnabl
 static tn_fiber* tn_fibers = nullptr;
 static char* tn_stacks = nullptr;
 static unsigned tn_capacity = 0;
-static const size_t tn_stack_bytes = 256 * 1024;
+static const size_t tn_stack_bytes = 64 * 1024;   // per thread of a barrier kernel
 static ucontext_t tn_scheduler;
 static int tn_current = -1;
 static void (*tn_body)(void*) = nullptr;
@@ -138,8 +173,9 @@ static void tn_fiber_main() {
     tn_fibers[tn_current].state = 2;   // returning resumes the scheduler (uc_link)
 }
 
+static int tn_missed_barrier = 0;
 inline void __syncthreads() {
-    if (tn_current < 0) std::abort();   // the Python side runs every barrier kernel as fibers
+    if (tn_current < 0) { tn_missed_barrier = 1; return; }   // run without fibers: reported as an error
     tn_fiber* self = &tn_fibers[tn_current];
     self->state = 1;
     swapcontext(&self->ctx, &tn_scheduler);
@@ -188,6 +224,7 @@ template <class F> static int tn_run(const unsigned* g, unsigned long long share
     }
     tn_body = &tn_call<F>;
     tn_body_arg = &body;
+    tn_missed_barrier = 0;
     for (unsigned bz = 0; bz < g[2]; ++bz)
         for (unsigned by = 0; by < g[1]; ++by)
             for (unsigned bx = 0; bx < g[0]; ++bx) {
@@ -205,7 +242,7 @@ template <class F> static int tn_run(const unsigned* g, unsigned long long share
                             body();
                         }
             }
-    return 0;
+    return tn_missed_barrier ? 3 : 0;
 }
 
 template <class P> static P tn_arg(const unsigned long long* slots, int i) {
@@ -221,7 +258,9 @@ _EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)
 _SHARED = re.compile(r"__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?([^;]+?)\s*;")
 _DECLARATOR = re.compile(r"^(.*?)\b(\w+)\s*((?:\[[^\]]*\]\s*)*)$", re.S)
 _RESULTS = {1: "threads of one block diverged at __syncthreads: some returned while others wait there "
-               "(undefined on a GPU)", 2: "out of memory for the block's thread stacks"}
+               "(undefined on a GPU)", 2: "out of memory for the block's thread stacks",
+            3: "reached __syncthreads, but was run without barriers: the emulator did not see the barrier in "
+               "its source (a barrier hidden in a macro?); its results are wrong"}
 
 _compiler = None     # path of the C++ compiler, once found
 _lock = threading.Lock()   # the emulator's globals (threadIdx, fibers) are shared: one launch at a time

@@ -23,6 +23,8 @@ Flat indices are 64-bit (``long long``): ``cols`` passes 2^31 entries at VGG siz
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ...backend import get_array_module
@@ -73,8 +75,10 @@ extern "C" __global__ void col2im(const T* cols, T* x, long long total, long lon
 MODULE = CudaModule("im2col", SOURCE)
 
 
+@functools.lru_cache(maxsize=256)
 def _window_args(channels, height, width, kernel_size, stride, top, left, dilation, out_h, out_w):
-    """The kernels' shared int parameters, as the exact C widths (np.int32)."""
+    """The kernels' shared int parameters, as the exact C widths (np.int32). Cached: a model has
+    a few layer shapes, and making 13 NumPy scalars costs more host time than the launch."""
     values = (channels, height, width, *kernel_size, *stride, top, left, *dilation, out_h, out_w)
     return tuple(np.int32(v) for v in values)
 
@@ -89,9 +93,10 @@ def im2col_cuda(x, kernel_size, stride, padding, dilation, out=None):
     out_h, out_w, (top, _), (left, _) = _geometry(x.shape, kernel_size, stride, padding, dilation)
     cols = xp.empty((c * kh * kw, n * out_h * out_w), dtype=x.dtype) if out is None else out
     if cols.size:
+        window = _window_args(c, height, width, tuple(kernel_size), tuple(stride), top, left, tuple(dilation),
+                              out_h, out_w)
         MODULE.launch("im2col", x.dtype, blocks_for(cols.size), THREADS,
-                      (x, cols, np.int64(cols.size), np.int64(cols.shape[1]),
-                       *_window_args(c, height, width, kernel_size, stride, top, left, dilation, out_h, out_w)))
+                      (x, cols, np.int64(cols.size), np.int64(cols.shape[1]), *window))
     return cols
 
 
@@ -104,7 +109,8 @@ def col2im_cuda(cols, input_shape, kernel_size, stride, padding, dilation, out=N
     out_h, out_w, (top, _), (left, _) = _geometry(input_shape, kernel_size, stride, padding, dilation)
     x = xp.empty(tuple(input_shape), dtype=cols.dtype) if out is None else out
     if x.size:
+        window = _window_args(c, height, width, tuple(kernel_size), tuple(stride), top, left, tuple(dilation),
+                              out_h, out_w)
         MODULE.launch("col2im", cols.dtype, blocks_for(x.size), THREADS,
-                      (cols, x, np.int64(x.size), np.int64(cols.shape[1]),
-                       *_window_args(c, height, width, kernel_size, stride, top, left, dilation, out_h, out_w)))
+                      (cols, x, np.int64(x.size), np.int64(cols.shape[1]), *window))
     return x

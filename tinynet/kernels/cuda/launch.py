@@ -8,8 +8,8 @@ source serves float32 and float64.
 
 * On a GPU (the arguments are ``cupy.ndarray``) the source goes to ``cupy.RawModule`` (NVRTC),
   once per (module, dtype); each kernel's function is cached, and a launch is a dict lookup and
-  CuPy's own launch on its current stream: about 10 us of host time, against 100-200 us for a
-  ``numba.cuda`` launch (whose argument packing is the known cost).
+  CuPy's own launch on its current stream (issue 14 puts CuPy's launch at 10-20 us of host time,
+  against 100-200 us for a ``numba.cuda`` launch, whose argument packing is the known cost).
 * On the simulated device (the arguments are ``tinynet.sim.SimArray``) the *same source* is
   compiled for the CPU by the system C++ compiler and run thread by thread, so the tests check
   the numbers of the very code a GPU runs (see :mod:`.emulate`).
@@ -21,7 +21,8 @@ NumPy scalars of the parameter's exact width (``np.int32`` for ``int``, ``np.int
 ``long long``, ``T``'s dtype for ``T``). Every emulated launch checks each argument against the
 kernel's C parameter list, and the geometry against a GPU's limits, and raises
 :class:`LaunchError` naming the module, kernel, parameter and types; on a GPU the same check
-runs when ``TINYNET_CHECK_LAUNCHES=1`` (it costs a few microseconds per launch, so it is off).
+runs on the first launch of each kernel and dtype, and on every launch when
+``TINYNET_CHECK_LAUNCHES=1`` (tens of microseconds of Python per launch: off by default).
 
 Geometry helpers for the launchers: elementwise kernels run ``THREADS`` threads per block and
 ``blocks_for(count)`` blocks, at most ``MAX_BLOCKS``: the kernels loop with a grid stride
@@ -55,8 +56,10 @@ COMMON_PRELUDE = r"""
 #define GRID_STRIDE_LOOP(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)(n); \
          i += (long long)blockDim.x * gridDim.x)
-// Positive infinity as a float (NVRTC has no <cmath>); (T)TN_INFINITY in either precision.
+// Infinity and NaN as floats (NVRTC has no <cmath>, so no INFINITY or NAN): (T)TN_INFINITY,
+// (T)TN_NAN in either precision.
 #define TN_INFINITY (__int_as_float(0x7f800000))
+#define TN_NAN (__int_as_float(0x7fc00000))
 """
 
 _CHECK_ON_GPU = os.environ.get("TINYNET_CHECK_LAUNCHES", "").strip().lower() not in ("", "0", "false", "no")
@@ -74,17 +77,15 @@ def blocks_for(count: int, threads: int = THREADS) -> int:
 
 
 # ------------------------------------------------------------------------ parameter lists
-# C scalar types and the NumPy dtype of the same width (LP64, as CUDA on Linux and Windows-free
-# tinynet assume: long is 64-bit).
+# C scalar types and the NumPy dtype of the same width (LP64: long is 64-bit, as on Linux). NVRTC
+# has no <cstdint>, so int32_t and friends are not here.
 _C_TYPES = {
     "float": np.float32, "double": np.float64, "bool": np.bool_,
-    "char": np.int8, "signed char": np.int8, "unsigned char": np.uint8, "int8_t": np.int8, "uint8_t": np.uint8,
-    "short": np.int16, "unsigned short": np.uint16, "int16_t": np.int16, "uint16_t": np.uint16,
+    "char": np.int8, "signed char": np.int8, "unsigned char": np.uint8,
+    "short": np.int16, "unsigned short": np.uint16,
     "int": np.int32, "signed int": np.int32, "unsigned": np.uint32, "unsigned int": np.uint32,
-    "int32_t": np.int32, "uint32_t": np.uint32,
     "long": np.int64, "unsigned long": np.uint64, "long long": np.int64, "long long int": np.int64,
-    "unsigned long long": np.uint64, "unsigned long long int": np.uint64, "int64_t": np.int64,
-    "uint64_t": np.uint64, "size_t": np.uint64, "ptrdiff_t": np.int64,
+    "unsigned long long": np.uint64, "unsigned long long int": np.uint64, "size_t": np.uint64, "ptrdiff_t": np.int64,
 }
 _QUALIFIERS = {"const", "volatile", "__restrict__", "__restrict", "restrict"}
 
@@ -140,7 +141,7 @@ def _matching_brace(text: str, start: int) -> int:
     raise ValueError("unbalanced braces")
 
 
-_FUNCTION = re.compile(r"(__global__|__device__)[^;{}()]*?\b(\w+)\s*\(([^)]*)\)\s*\{")
+_FUNCTION = re.compile(r"(__global__|__device__)(?:[^;{}()]|__launch_bounds__\s*\([^)]*\))*?\b(\w+)\s*\(([^)]*)\)\s*\{")
 _BARRIER = re.compile(r"\b__syncthreads\b")
 _SHARED_DECL = re.compile(r"(?<!extern)\s__shared__\s+([^;]+);")
 
@@ -154,7 +155,8 @@ def _parse_param(module: str, kernel: str, text: str) -> Param:
     base = " ".join(w for w in words[:-1] if w not in _QUALIFIERS and w != "*")
     if pointers > 1 or (base != "T" and base != "void" and base not in _C_TYPES) or (base == "void" and not pointers):
         raise ValueError(f"CudaModule {module!r}: kernel {kernel}: parameter {text.strip()!r} has a type "
-                         f"tinynet cannot check (use T, a pointer to one of {sorted(_C_TYPES)} or void, or one of them)")
+                         f"tinynet cannot check (use T, one of {sorted(_C_TYPES)}, or a pointer to one of "
+                         "them or to void)")
     ctype = f"{'const ' if 'const' in words else ''}{base}{'*' if pointers else ''}"
     return Param(name, ctype, base, bool(pointers))
 
@@ -175,13 +177,15 @@ def parse_kernels(module: str, source: str) -> dict:
             if kind == "__device__" and name not in waiting and any(re.search(rf"\b{w}\s*\(", body) for w in waiting):
                 waiting.add(name)
                 changed = True
+    # A barrier inside a macro may be anywhere: then every kernel waits at barriers.
+    macro_barrier = any(_BARRIER.search(line) for line in text.splitlines() if line.lstrip().startswith("#"))
     kernels = {}
     for kind, name, params_text, body in functions:
         if kind != "__global__":
             continue
         params = [] if params_text.strip() in ("", "void") else \
             [_parse_param(module, name, p) for p in params_text.split(",")]
-        barrier = bool(_BARRIER.search(body)) or any(re.search(rf"\b{w}\s*\(", body) for w in waiting)
+        barrier = macro_barrier or bool(_BARRIER.search(body)) or any(re.search(rf"\b{w}\s*\(", body) for w in waiting)
         kernels[name] = Kernel(name, params, body, barrier, _SHARED_DECL.findall(body))
     if not kernels:
         raise ValueError(f"CudaModule {module!r}: no __global__ kernel found in its source")
@@ -222,17 +226,19 @@ class CudaModule:
     """A CUDA C source of ``extern "C" __global__`` kernels written against a scalar type ``T``,
     compiled once per dtype (float32 -> ``typedef float T;``, float64 -> ``typedef double T;``
     put in front, with :data:`COMMON_PRELUDE`). Made once at import of a kernel module, and
-    registered by ``name`` (see :func:`registered_modules`)."""
+    registered by ``name`` (see :func:`registered_modules`); ``register=False`` keeps a
+    throw-away module (a test's) out of the registry."""
 
-    def __init__(self, name: str, source: str):
-        if name in _registry:
+    def __init__(self, name: str, source: str, register: bool = True):
+        if register and name in _registry:
             raise ValueError(f"CudaModule {name!r} exists already: module names must be unique")
         self.name, self.source = name, source
         self.kernels = parse_kernels(name, source)
         self._functions: dict = {}   # (kernel, dtype) -> CuPy function
         self._modules: dict = {}     # dtype -> cupy.RawModule
         self._emulated: dict = {}    # dtype -> emulate.EmulatedModule
-        _registry[name] = self
+        if register:
+            _registry[name] = self
 
     def source_for(self, dtype) -> str:
         """The full text compiled for ``dtype`` (float32 or float64)."""
@@ -251,6 +257,11 @@ class CudaModule:
         threads (ints or tuples of up to three), with ``args`` matching its C parameters and
         ``shared_mem`` bytes of dynamic shared memory. Asynchronous on a GPU (CuPy's current
         stream); on the simulated device it has finished when this returns."""
+        # CuPy's launch takes grid and block as tuples only (an int is a TypeError there).
+        if type(grid) is not tuple:
+            grid = tuple(grid) if isinstance(grid, list) else (grid,)
+        if type(block) is not tuple:
+            block = tuple(block) if isinstance(block, list) else (block,)
         function = self._functions.get((kernel, dtype))
         if function is not None and not _CHECK_ON_GPU:   # the hot path: a cached CuPy function
             try:
@@ -261,7 +272,7 @@ class CudaModule:
                 if sim is None or not any(type(a) is sim.SimArray for a in args):
                     raise
         for value in args:
-            if hasattr(value, "shape"):
+            if hasattr(value, "shape") and not isinstance(value, np.generic):
                 break
         else:
             raise LaunchError(f"{self.name}.{kernel}: no array among the arguments, so no device to launch on")

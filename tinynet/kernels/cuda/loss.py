@@ -21,8 +21,8 @@ Parallel decomposition:
   row's ``m`` and ``log_sum`` for the backward (2 numbers per row instead of the N*C*S
   log-probabilities the reference keeps). One thread per row suits class counts up to a few
   thousand; a huge vocabulary would want a block per row and block reductions.
-* reduction ('sum' and 'mean'): one block adds the row losses and the row weights in shared
-  memory (the tree sum of ``kernels/cuda/norm.py``) and writes the total, divided by the
+* reduction ('sum' and 'mean', shared with ``nll_loss``): one block adds the row losses and
+  the row weights in shared memory (the tree sum of ``kernels/cuda/norm.py``) and writes the total, divided by the
   summed weights for 'mean', and that divisor for the backward: one launch instead of three.
 * backward: one thread per logit (n, c, s). Each reads its row's ``m``, ``log_sum``, label and
   weight and writes its own gradient: no reduction is left, so every thread is independent.
@@ -34,7 +34,8 @@ import numpy as np
 from ...backend import get_array_module
 from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
 
-__all__ = ["cross_entropy_forward_cuda", "cross_entropy_reduce_cuda", "cross_entropy_backward_cuda"]
+__all__ = ["cross_entropy_forward_cuda", "loss_reduce_cuda", "cross_entropy_backward_cuda", "nll_forward_cuda",
+           "nll_backward_cuda"]
 
 _SOURCE = f"#define REDUCE_THREADS {REDUCE_THREADS}\n" + r"""
 // z: (N, C, S) contiguous logits; label, losses, sample_weight, row_max, log_sum: (N, S).
@@ -58,7 +59,7 @@ extern "C" __global__ void cross_entropy_forward(
             losses[row] = 0;
             sample_weight[row] = 0;
         } else if (t < 0 || t >= n_class) {   // invalid label: NaN, as the reference does on a GPU
-            losses[row] = NAN;
+            losses[row] = (T)TN_NAN;
             sample_weight[row] = has_weight ? class_weight[0] : (T)1;
         } else {
             T w = has_weight ? class_weight[t] : (T)1;
@@ -69,7 +70,7 @@ extern "C" __global__ void cross_entropy_forward(
 }
 
 // One block: out[0] = sum(losses), divided by sum(sample_weight) when `mean`; count[0] = that sum.
-extern "C" __global__ void cross_entropy_reduce(const T* losses, const T* sample_weight, long long rows, int mean,
+extern "C" __global__ void loss_reduce(const T* losses, const T* sample_weight, long long rows, int mean,
                                                 T* out, T* count) {
     __shared__ T loss_sums[REDUCE_THREADS];
     __shared__ T weight_sums[REDUCE_THREADS];
@@ -107,7 +108,7 @@ extern "C" __global__ void cross_entropy_backward(
         long long row = n * spatial + s;
         long long t = label[row];
         if (t != ignore_index && (t < 0 || t >= n_class)) {
-            grad_z[index] = NAN;
+            grad_z[index] = (T)TN_NAN;
             continue;
         }
         T w = sample_weight[row];
@@ -119,6 +120,47 @@ extern "C" __global__ void cross_entropy_backward(
         T k = scale_per_row ? scale[row] : scale[0];
         if (mean) k = k / count[0];
         grad_z[index] = (p * w - (c == t ? w : (T)0)) * k;
+    }
+}
+
+// NLL loss of log-probabilities x (N, C, S): one thread per row; loss = -w[t] * x[t].
+extern "C" __global__ void nll_forward(
+        const T* x, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
+        T* losses, T* sample_weight, long long rows, long long n_class, long long spatial) {
+    GRID_STRIDE_LOOP(row, rows) {
+        long long n = row / spatial, s = row % spatial;
+        long long t = label[row];
+        if (t == ignore_index) {
+            losses[row] = 0;
+            sample_weight[row] = 0;
+        } else if (t < 0 || t >= n_class) {
+            losses[row] = (T)TN_NAN;
+            sample_weight[row] = has_weight ? class_weight[0] : (T)1;
+        } else {
+            T w = has_weight ? class_weight[t] : (T)1;
+            losses[row] = -w * x[(n * n_class + t) * spatial + s];
+            sample_weight[row] = w;
+        }
+    }
+}
+
+// One thread per element: -onehot(t) * (scale * w), scale divided by count[0] for 'mean'.
+extern "C" __global__ void nll_backward(
+        const long long* label, const T* sample_weight, const T* scale, int scale_per_row, const T* count,
+        int mean, long long ignore_index, T* grad_x, long long size, long long n_class, long long spatial) {
+    GRID_STRIDE_LOOP(index, size) {
+        long long s = index % spatial, c = (index / spatial) % n_class, n = index / (spatial * n_class);
+        long long row = n * spatial + s;
+        long long t = label[row];
+        bool bad = t != ignore_index && (t < 0 || t >= n_class);
+        if (bad) {
+            grad_x[index] = (T)TN_NAN;
+            continue;
+        }
+        long long safe = t == ignore_index ? 0 : t;    // as the reference's label: 0 where ignored
+        T k = scale_per_row ? scale[row] : scale[0];
+        if (mean) k = k / count[0];
+        grad_x[index] = -(c == safe ? (T)1 : (T)0) * (k * sample_weight[row]);
     }
 }
 """
@@ -156,12 +198,12 @@ def cross_entropy_forward_cuda(logits, target, weight, ignore_index):
     return losses.reshape(shape), sample_weight.reshape(shape), row_max.reshape(shape), log_sum.reshape(shape)
 
 
-def cross_entropy_reduce_cuda(losses, sample_weight, reduction: str):
+def loss_reduce_cuda(losses, sample_weight, reduction: str):
     """The 'sum' or 'mean' of the per-row ``losses`` in one launch (the mean divides by the
     summed ``sample_weight``). Returns ``(loss, count)``: 0-d arrays, ``count`` the divisor."""
     xp = get_array_module(losses)
     out, count = xp.empty((), dtype=losses.dtype), xp.empty((), dtype=losses.dtype)
-    _module.launch("cross_entropy_reduce", losses.dtype, (1,), (REDUCE_THREADS,),
+    _module.launch("loss_reduce", losses.dtype, (1,), (REDUCE_THREADS,),
                    (xp.ascontiguousarray(losses), xp.ascontiguousarray(sample_weight), np.int64(losses.size),
                     np.int32(reduction == "mean"), out, count))
     return out, count
@@ -172,7 +214,7 @@ def cross_entropy_backward_cuda(logits, target, row_max, log_sum, sample_weight,
 
     ``scale``: dL/d(each row's loss) before its weight: a 0-d array (one value for all rows,
     'sum' and 'mean') or an array of the target's shape ('none'). ``count``: for 'mean', the
-    0-d divisor from :func:`cross_entropy_reduce_cuda` (the kernel divides ``scale`` by it).
+    0-d divisor from :func:`loss_reduce_cuda` (the kernel divides ``scale`` by it).
     Returns an array shaped like ``logits``."""
     xp = get_array_module(logits)
     z, label = _rows(xp, logits, target)
@@ -187,3 +229,37 @@ def cross_entropy_backward_cuda(logits, target, row_max, log_sum, sample_weight,
                         np.int32(count is not None), np.int64(ignore_index), grad_z, np.int64(z.size),
                         np.int64(z.shape[1]), np.int64(z.shape[2])))
     return grad_z.reshape(logits.shape)
+
+
+def nll_forward_cuda(x, target, weight, ignore_index):
+    """Per-row negative log-likelihood of log-probabilities ``x`` (N, C, ...) or (C,) against
+    class indices ``target``, in one kernel. Returns ``(losses, sample_weight)`` of the
+    target's shape (the weights: 0 where ignored; their sum is the 'mean' divisor)."""
+    xp = get_array_module(x)
+    z, label = _rows(xp, x, target)
+    losses = xp.empty(label.shape, dtype=z.dtype)
+    sample_weight = xp.empty_like(losses)
+    class_weight = losses if weight is None else weight.astype(z.dtype, copy=False)  # stand-in: unread
+    if label.size:
+        _module.launch("nll_forward", z.dtype, (blocks_for(label.size),), (THREADS,),
+                       (z, label, class_weight, np.int32(weight is not None), np.int64(ignore_index), losses,
+                        sample_weight, np.int64(label.size), np.int64(z.shape[1]), np.int64(z.shape[2])))
+    return losses.reshape(target.shape), sample_weight.reshape(target.shape)
+
+
+def nll_backward_cuda(shape, target, sample_weight, scale, ignore_index, count=None):
+    """Gradient of the per-row NLL losses with respect to the log-probabilities (of ``shape``),
+    in one kernel: ``-scale * w`` at each row's label, 0 elsewhere (``scale`` and ``count`` as
+    in :func:`cross_entropy_backward_cuda`)."""
+    xp = get_array_module(sample_weight)
+    n, n_class = (1, shape[0]) if len(shape) == 1 else shape[:2]
+    label = xp.ascontiguousarray(target).astype(xp.int64, copy=False).reshape(n, -1)
+    grad_x = xp.empty(shape, dtype=sample_weight.dtype)
+    scale = xp.ascontiguousarray(scale, dtype=grad_x.dtype).reshape(-1)
+    if grad_x.size:
+        _module.launch("nll_backward", grad_x.dtype, (blocks_for(grad_x.size),), (THREADS,),
+                       (label, xp.ascontiguousarray(sample_weight).reshape(label.shape), scale,
+                        np.int32(scale.size > 1), scale if count is None else count, np.int32(count is not None),
+                        np.int64(ignore_index), grad_x, np.int64(grad_x.size), np.int64(n_class),
+                        np.int64(label.shape[1])))
+    return grad_x

@@ -7,7 +7,7 @@ The formulas are those of :class:`tinynet.functional.norm.BatchNorm`. The input 
 
 Parallel decomposition: block c (of ``REDUCE_THREADS`` threads) handles channel c alone.
 Thread t visits the values k = t, t + T, t + 2T, ... of its channel (T threads per block) and
-keeps a partial sum; ``block_sum`` then adds the T partial sums in shared memory as a tree
+keeps a partial sum; ``block_sum`` (:mod:`.reduce`) then adds the T partial sums in shared memory as a tree
 (T/2 threads add pairs, then T/4, ... : log2(T) steps, with ``__syncthreads()`` between them so
 that every thread sees the others' writes) and hands the total to every thread. With the
 totals known, each thread writes its own values. So:
@@ -31,24 +31,11 @@ import numpy as np
 
 from ...backend import get_array_module
 from .launch import REDUCE_THREADS, CudaModule
+from .reduce import BLOCK_SUM
 
 __all__ = ["batch_norm_forward_cuda", "batch_norm_backward_cuda"]
 
-_SOURCE = f"#define REDUCE_THREADS {REDUCE_THREADS}\n" + r"""
-// The sum of `value` over the threads of the block, returned to every thread.
-__device__ T block_sum(T* shared, T value) {
-    int t = threadIdx.x;
-    shared[t] = value;
-    __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half /= 2) {
-        if (t < half) shared[t] += shared[t + half];
-        __syncthreads();
-    }
-    T total = shared[0];
-    __syncthreads();  // everyone has read shared[0] before the next reduction overwrites it
-    return total;
-}
-
+_SOURCE = BLOCK_SUM + r"""
 // x, y, x_hat: (N, C, S) contiguous; gamma, beta, running_mean, running_var, mean_out,
 // inv_std_out: (C,). Block c normalises channel c.
 extern "C" __global__ void batch_norm_forward(

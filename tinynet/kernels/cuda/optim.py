@@ -5,6 +5,9 @@ The formulas, and the order of their operations, are those of :mod:`tinynet.opti
 Written as array expressions, an Adam step is about a dozen kernels per parameter; here it is
 one kernel for all of them, and every element is read once and written once.
 
+The same tables serve ``clip_grad_norm_`` (:mod:`tinynet.nn.utils`): the total norm of all
+gradients in one launch (one block, a tree reduction), and their scaling in another.
+
 How one launch reaches many arrays: a *pointer table*. Row t of the int64 device array
 ``table`` holds the addresses of parameter t's arrays (the parameter, its gradient, its state
 buffers; 0 for an absent one), and ``offsets[t]`` is where parameter t starts when all the
@@ -25,9 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import get_array_module
-from .launch import THREADS, CudaModule, blocks_for
+from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
 
-__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_step_cuda"]
+__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_step_cuda", "total_norm_cuda", "clip_scale_cuda",
+           "NORM_MODES"]
 
 _SOURCE = r"""
 // The tensor that holds element i of the concatenation: the last t with offsets[t] <= i.
@@ -98,9 +102,55 @@ extern "C" __global__ void adam_step(const long long* table, const long long* of
         param[k] = p - (m / denom) * step_size;
     }
 }
+
+// The total p-norm of all tensors (table rows: one gradient each), in one block: mode 2 (p = 2),
+// 1, 3 (inf: max |g|), 4 (any p > 0). out[0] = the norm.
+extern "C" __global__ void total_norm(const long long* table, const long long* offsets, int n_tensors, int mode,
+                                      T p, T* out) {
+    __shared__ T shared[REDUCE_THREADS];
+    long long total = offsets[n_tensors];
+    int t = threadIdx.x;
+    T partial = 0;
+    for (long long i = t; i < total; i += blockDim.x) {
+        int k = tensor_of(offsets, n_tensors, i);
+        T g = ((const T*)table[k])[i - offsets[k]];
+        T a = g < 0 ? -g : g;
+        if (mode == 2) partial += g * g;
+        else if (mode == 1) partial += a;
+        else if (mode == 3) partial = (a > partial || a != a) ? a : partial;   // NaN wins, as max does
+        else partial += pow(a, p);
+    }
+    shared[t] = partial;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (t < half) {
+            T other = shared[t + half];
+            if (mode == 3) shared[t] = (other > shared[t] || other != other) ? other : shared[t];
+            else shared[t] += other;
+        }
+        __syncthreads();
+    }
+    if (t == 0) {
+        T sum = shared[0];
+        out[0] = mode == 2 ? sqrt(sum) : mode == 4 ? pow(sum, (T)1 / p) : sum;
+    }
+}
+
+// Scale every gradient by min(1, max_norm / (total_norm[0] + 1e-6)), computed here on the device.
+extern "C" __global__ void clip_scale(const long long* table, const long long* offsets, int n_tensors,
+                                      const T* total_norm, T max_norm) {
+    T coef = max_norm / (total_norm[0] + (T)1e-6);
+    coef = coef > (T)1 ? (T)1 : coef;      // (a NaN norm gives NaN, as np.minimum does)
+    long long total = offsets[n_tensors];
+    GRID_STRIDE_LOOP(i, total) {
+        int k = tensor_of(offsets, n_tensors, i);
+        T* g = (T*)table[k];
+        g[i - offsets[k]] *= coef;
+    }
+}
 """
 
-_module = CudaModule("optim", _SOURCE)
+_module = CudaModule("optim", f"#define REDUCE_THREADS {REDUCE_THREADS}\n" + _SOURCE)
 _tables: dict = {}   # (addresses, sizes) -> (table, offsets) on the device
 _MAX_TABLES = 64     # a few per optimiser; more means arrays keep moving: start afresh
 
@@ -159,3 +209,27 @@ def adam_step_cuda(rows, *, lr, beta1, beta2, eps, weight_decay, step, maximize,
     _launch("adam_step", rows, dtype(weight_decay), dtype(1 - lr * weight_decay), dtype(1 - beta1), dtype(beta2),
             dtype(1 - beta2), dtype(eps), dtype(lr / (1 - beta1 ** step)), dtype((1 - beta2 ** step) ** 0.5),
             np.int32(maximize), np.int32(decoupled_weight_decay), np.int32(amsgrad))
+
+
+NORM_MODES = {2.0: 2, 1.0: 1, float("inf"): 3}   # others with p > 0: mode 4
+
+
+def total_norm_cuda(grads, norm_type: float):
+    """The ``norm_type``-norm of all ``grads`` together (C-contiguous arrays of one dtype, p > 0
+    or inf) in one launch, as a 0-d device array."""
+    xp = get_array_module(grads[0])
+    out = xp.empty((), dtype=grads[0].dtype)
+    table, offsets = pointer_table([(g,) for g in grads])
+    dtype = grads[0].dtype.type
+    _module.launch("total_norm", grads[0].dtype, (1,), (REDUCE_THREADS,),
+                   (table, offsets, np.int32(len(grads)), np.int32(NORM_MODES.get(float(norm_type), 4)),
+                    dtype(norm_type if norm_type != float("inf") else 0), out))
+    return out
+
+
+def clip_scale_cuda(grads, total_norm, max_norm: float) -> None:
+    """Scale all ``grads`` in place by ``min(1, max_norm / (total_norm + 1e-6))``, one launch."""
+    table, offsets = pointer_table([(g,) for g in grads])
+    total = sum(g.size for g in grads)
+    _module.launch("clip_scale", grads[0].dtype, (blocks_for(total),), (THREADS,),
+                   (table, offsets, np.int32(len(grads)), total_norm, grads[0].dtype.type(max_norm)))

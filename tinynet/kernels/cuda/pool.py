@@ -19,6 +19,8 @@ Parallel decomposition:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ...backend import get_array_module
@@ -80,7 +82,9 @@ extern "C" __global__ void max_pool_backward(const T* grad_out, const long long*
 MODULE = CudaModule("pool", SOURCE)
 
 
+@functools.lru_cache(maxsize=256)
 def _window_args(height, width, out_h, out_w, kernel_size, stride, top, left, dilation):
+    """The kernels' int parameters as np.int32, cached (see ``im2col._window_args``)."""
     values = (height, width, out_h, out_w, *kernel_size, *stride, top, left, *dilation)
     return tuple(np.int32(v) for v in values)
 
@@ -96,7 +100,8 @@ def max_pool2d_forward_cuda(x, kernel_size, stride, padding, dilation):
     if out.size:
         MODULE.launch("max_pool_forward", x.dtype, blocks_for(out.size), THREADS,
                       (x, out, argmax, np.int64(out.size),
-                       *_window_args(*x.shape[2:], out_h, out_w, kernel_size, stride, top, left, dilation)))
+                       *_window_args(*x.shape[2:], out_h, out_w, tuple(kernel_size), tuple(stride), top, left,
+                                     tuple(dilation))))
     return out, argmax
 
 
@@ -111,5 +116,6 @@ def max_pool2d_backward_cuda(grad_out, argmax, input_shape, kernel_size, stride,
     if grad_in.size:
         MODULE.launch("max_pool_backward", grad_out.dtype, blocks_for(grad_in.size), THREADS,
                       (grad_out, argmax, grad_in, np.int64(grad_in.size),
-                       *_window_args(*input_shape[2:], out_h, out_w, kernel_size, stride, top, left, dilation)))
+                       *_window_args(*input_shape[2:], out_h, out_w, tuple(kernel_size), tuple(stride), top, left,
+                                     tuple(dilation))))
     return grad_in
