@@ -110,7 +110,7 @@ class Stats:
         self.launch_names = collections.Counter()    # which kernels were launched, by name
 
     def _blocking(self, name: str) -> None:
-        _refuse_while_capturing(name, "sync")
+        _refuse_while_capturing(name, "blocking")
         self.blocking_ops += 1
         self.blocking_names[name] += 1
 
@@ -827,11 +827,9 @@ class RandomState:
         self.seed(seed)
 
     def seed(self, seed=None) -> None:
-        _refuse_while_capturing("cupy.random", "curand")
         self._rng = np.random.Generator(np.random.PCG64(seed))
 
     def _out(self, a):
-        _refuse_while_capturing("cupy.random", "curand")
         stats._launch("random")  # one curand kernel per draw
         return _wrap(np.asarray(a), self._dev)
 
@@ -865,25 +863,36 @@ class RandomState:
         return self._out(self._rng.integers(low, high, size, dtype=dtype))
 
     def permutation(self, num):
-        _refuse_while_capturing("cupy.random", "curand")
         if isinstance(num, SimArray):
             stats._launch("random")
             return _wrap(self._rng.permutation(num._a), num._dev)
         return self._out(self._rng.permutation(num))
 
     def shuffle(self, a) -> None:
-        _refuse_while_capturing("cupy.random", "curand")
         if not isinstance(a, SimArray):
             raise TypeError(f"shuffle: expected a simulated CUDA array, got {type(a).__name__}")
         stats._launch("random")
         self._rng.shuffle(a._a)
 
     def choice(self, a, size=None, replace=True, p=None):
-        _refuse_while_capturing("cupy.random", "curand")
         unwrap = _Unwrapper()
         stats._launch("random")
         return _wrap(self._rng.choice(unwrap(a), size, replace, unwrap(p)), self._dev)
 
+
+def _refusing_during_capture(method):
+    """cuRAND refuses a capturing stream before it draws anything: so does the stand-in."""
+    def draw(self, *args, **kwargs):
+        _refuse_while_capturing("cupy.random", "curand")
+        return method(self, *args, **kwargs)
+    draw.__name__, draw.__doc__ = method.__name__, method.__doc__
+    return draw
+
+
+for _name in ("seed", "uniform", "random_sample", "standard_normal", "normal", "randint", "permutation", "shuffle",
+              "choice"):
+    setattr(RandomState, _name, _refusing_during_capture(getattr(RandomState, _name)))
+RandomState.random = RandomState.random_sample
 
 _random_states: dict = {}
 
@@ -1098,6 +1107,8 @@ _CAPTURE_ERRORS = {
     "sync": (CUDARuntimeError, "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is "
              "capturing ({what}); CUDA also invalidates the capture, so end_capture() raises "
              "cudaErrorStreamCaptureInvalidated"),
+    "blocking": (RuntimeError, "the current stream is capturing, so synchronous API calls are disallowed "
+                 "({what}: its output's size depends on the data, which CuPy must read back first)"),
     "d2h": (RuntimeError, "the current stream is capturing, so D2H transfers are disallowed ({what}): CuPy "
             "refuses to read device memory on the host while a graph is being captured"),
     "h2d": (RuntimeError, "the current stream is capturing, so H2D transfers are disallowed ({what}): copy "
