@@ -329,3 +329,33 @@ def test_clip_grad_norm_kernels_equal_reference(norm_type, dtype, shapes, max_no
         results.append([total.cpu().numpy()] + [p.grad.cpu().numpy() for p in params])
     for cpu, gpu in zip(*results):
         np.testing.assert_allclose(gpu, cpu, **TOL[dtype])
+
+
+def test_backward_writes_parameter_gradients_into_their_reserved_storage():
+    """From the second step on (the optimiser has reserved each .grad), Conv2d, BatchNorm2d and
+    Linear write their parameters' gradients straight into that storage: the same arrays every
+    step, and no copy launched for them; the values equal those of a fresh copy on the CPU."""
+    nn = tinynet.nn
+
+    def build(device):
+        tinynet.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(3 * 4 * 4, 5)).to(device)
+    x = _rand(np.random.default_rng(0), (2, 1, 6, 6), np.float64)
+    models = {d: build(d).double() for d in ("cpu", "cuda")}
+    opts = {d: optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for d, m in models.items()}
+    arrays = None
+    for step in range(3):
+        for device, model in models.items():
+            opts[device].zero_grad()
+            with sim.counting() as c:
+                model(tinynet.tensor(x, device=device)).sum().backward()
+            if device == "cuda" and step > 0:
+                assert not {"copy", "copyto"} & set(c["launch_names"]), c["launch_names"]
+                grads = [p.grad.data for p in model.parameters()]
+                assert arrays is None or all(a is b for a, b in zip(grads, arrays))
+                arrays = grads
+        for p, q in zip(models["cpu"].parameters(), models["cuda"].parameters()):
+            np.testing.assert_allclose(q.grad.cpu().numpy(), p.grad.numpy(), **TOL[np.float64])
+        for opt in opts.values():
+            opt.step()

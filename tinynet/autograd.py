@@ -44,7 +44,7 @@ from .tensor import Tensor
 
 __all__ = [
     "Function", "Context", "backward", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "unbroadcast",
+    "is_grad_enabled", "unbroadcast", "reserve_grad",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +115,8 @@ class Context:
     Attributes set by the engine:
       ``xp``               the array module of the inputs (numpy or cupy)
       ``needs_input_grad`` one bool per positional input of ``forward``
+      ``grad_out``         None, or per input an array that ``backward`` may write that
+                           input's gradient into (and return): a leaf's reserved ``.grad``
     ``forward`` may set any other attribute (shapes, axes, ...) for ``backward`` to read.
     """
 
@@ -128,6 +130,7 @@ class Context:
         self.n_outputs = 1
         self.output_meta = ()    # per output: (shape, dtype), to make zero gradients if needed
         self.hooks = None        # {output_nr: [fn, ...]} from register_hook on non-leaf outputs
+        self.grad_out = None     # per input: an array backward may write that input's gradient into
 
     @property
     def name(self) -> str:
@@ -254,7 +257,7 @@ def _check_same_device(op: str, tensors) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Backward
-def unbroadcast(grad, shape):
+def unbroadcast(grad, shape, out=None):
     """Sum ``grad`` back to ``shape``: the gradient of a broadcast is the sum over the copies.
 
     Leading dimensions that broadcasting added are summed away; dimensions that were 1 in the
@@ -263,9 +266,10 @@ def unbroadcast(grad, shape):
     if grad.shape == tuple(shape):
         return grad
     extra = grad.ndim - len(shape)
+    grown = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
     if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
-    grown = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+        # ``out``: where to write the sum when it is the last step (a leaf's reserved .grad storage)
+        grad = grad.sum(axis=tuple(range(extra)), out=None if grown else out)
     if grown:
         grad = grad.sum(axis=grown, keepdims=True)
     return grad
@@ -276,11 +280,12 @@ def _grad_fits(grad, meta) -> bool:
     return grad.shape == meta[0] and grad.dtype == meta[1] and not isinstance(grad, np.generic)
 
 
-def _shape_grad(op: str, grad, meta):
-    """Give an input's gradient the input's shape and dtype (see :func:`_grad_fits`)."""
+def _shape_grad(op: str, grad, meta, out=None):
+    """Give an input's gradient the input's shape and dtype (see :func:`_grad_fits`), written
+    into ``out`` where that saves a copy (see :func:`_grad_destinations`)."""
     shape, dtype = meta
     if grad.shape != shape:
-        grad = unbroadcast(grad, shape)
+        grad = unbroadcast(grad, shape, out if out is not None and out.dtype == grad.dtype else None)
         if grad.shape != shape:
             raise RuntimeError(f"{op}: backward returned a gradient of shape {grad.shape} for an input "
                                f"of shape {shape}")
@@ -316,14 +321,34 @@ def reserve_grad(leaf: Tensor, array) -> None:
         _reserved_grads[key] = (weakref.ref(leaf, lambda _, key=key: _reserved_grads.pop(key, None)), array)
 
 
+def _grad_destinations(node):
+    """Per input of ``node``: the reserved ``.grad`` storage of a leaf input that has no
+    ``.grad`` yet (for its first edge only), which backward may write the gradient into, so that
+    no copy is needed (see :func:`reserve_grad`); else None. None when no input has one."""
+    destinations, seen = [], set()
+    for edge, meta in zip(node.edges, node.input_meta):
+        array = None
+        if isinstance(edge, Tensor) and edge.grad is None and not edge._hooks and id(edge) not in seen:
+            reserved = _reserved_grads.get(id(edge))
+            if (reserved is not None and reserved[0]() is edge and (reserved[1].shape, reserved[1].dtype) == meta
+                    and type(reserved[1]) is type(edge.data) and reserved[1].device == edge.data.device):
+                array = reserved[1]
+                seen.add(id(edge))
+        destinations.append(array)
+    return tuple(destinations) if any(a is not None for a in destinations) else None
+
+
 def _accumulate_leaf(leaf: Tensor, grad_array) -> None:
     if leaf._hooks:
         grad_array = _run_hooks(leaf._hooks, grad_array)
     if leaf.grad is None:
         # Copy: the same array may also flow to another leaf, and .grad is later updated in place.
         reserved = _reserved_grads.get(id(leaf)) if _reserved_grads else None
-        if (reserved is not None and reserved[0]() is leaf and type(reserved[1]) is type(grad_array)
-                and reserved[1].shape == grad_array.shape and reserved[1].dtype == grad_array.dtype):
+        if reserved is not None and reserved[1] is grad_array and reserved[0]() is leaf:
+            leaf.grad = Tensor._wrap(grad_array)  # backward wrote it where it belongs: no copy
+        elif (reserved is not None and reserved[0]() is leaf and type(reserved[1]) is type(grad_array)
+                and reserved[1].shape == grad_array.shape and reserved[1].dtype == grad_array.dtype
+                and reserved[1].device == grad_array.device):
             get_array_module(grad_array).copyto(reserved[1], grad_array)
             leaf.grad = Tensor._wrap(reserved[1])
         else:
@@ -420,17 +445,19 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
         for i, g in enumerate(grads):
             if g is None:  # an output that did not reach the loss: its gradient is zero
                 shape, dtype = node.output_meta[i]
-                grads[i] = run(node.xp.zeros, shape, dtype)
+                if dtype.kind in "fc":  # (an integer output, max-pool's argmax, has none: no zeros to launch)
+                    grads[i] = run(node.xp.zeros, shape, dtype)
             if node.hooks and i in node.hooks:
                 grads[i] = run(functools.partial(_run_hooks, node.hooks[i]), grads[i])
         if node._freed:
             node.saved_tensors  # raises the "backward a second time" error
+        node.grad_out = _grad_destinations(node) if _reserved_grads else None
         input_grads = run(_run_node, node, grads, retain_graph)
-        for edge, meta, g in zip(node.edges, node.input_meta, input_grads):
+        for i, (edge, meta, g) in enumerate(zip(node.edges, node.input_meta, input_grads)):
             if edge is None or g is None:
                 continue
             if not _grad_fits(g, meta):  # checked first, so no call is recorded for nothing
-                g = run(_shape_grad, node.name, g, meta)
+                g = run(_shape_grad, node.name, g, meta, node.grad_out[i] if node.grad_out else None)
             if type(edge) is tuple:
                 nxt, slot = edge
                 slots = pending.get(nxt)
@@ -453,7 +480,7 @@ def trace(printer=print):
         return float(to_host(get_array_module(a).sqrt((a.astype("float64") ** 2).sum())))
 
     def show(node, grads_in, grads_out):
-        ins = ", ".join(f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_in)
+        ins = ", ".join("-" if g is None else f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_in)
         outs = ", ".join("-" if g is None else f"{tuple(g.shape)} |g|={xp_norm(g):.4g}" for g in grads_out)
         printer(f"{node.name}: grad in [{ins}] -> grads out [{outs}]")
 

@@ -3,10 +3,11 @@
 
 **This tests plumbing only.** The simulator proves that data stays on the device through every
 op, that ``.to()`` moves it, that mixing devices is refused, that no op reads device memory back
-to the host behind the user's back, and what a training step allocates. It says nothing about
-speed, about the numerics of real CUDA kernels (cuBLAS, TF32, atomics, reduction order), about
-CUDA C kernels (``RawKernel`` cannot run here), or about asynchronous execution: every "kernel"
-is a NumPy call that finishes before it returns.
+to the host behind the user's back, what a training step allocates, and how many kernels it
+launches. It says nothing about speed, about the numerics of cuBLAS, TF32 or a GPU's reduction
+order, or about asynchronous execution: every "kernel" is a NumPy call, or a CUDA C kernel run
+on the CPU by the emulator (``tinynet/kernels/cuda/emulate.py``), that finishes before it
+returns.
 
 What it is:
 
@@ -1261,10 +1262,10 @@ def _captured_call(run, name: str, outs, dev):
     return _wrap(rebuild(result), dev)
 
 
-def cublas_gemm(a, b):
-    """``a @ b`` as tinynet calls cuBLAS directly on a GPU (not through CuPy's wrappers): counted
-    as a GEMM, and allowed while a stream captures."""
-    return _call(np.matmul, _DIRECT_GEMM, (a, b), {})
+def cublas_gemm(a, b, out=None):
+    """``a @ b`` (into ``out`` if given) as tinynet calls cuBLAS directly on a GPU (not through
+    CuPy's wrappers): counted as a GEMM, and allowed while a stream captures."""
+    return _call(np.matmul, _DIRECT_GEMM, (a, b), {} if out is None else {"out": out})
 
 
 # ----------------------------------------------------------------------- allocators, memory

@@ -80,9 +80,10 @@ class Conv2d(Function):
         c_out = grad.shape[1]
         grad_x = grad_weight = grad_bias = None
         # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
+        out_weight, out_bias = (ctx.grad_out[1], ctx.grad_out[2]) if ctx.grad_out else (None, None)
         if uses_cuda(grad) and grad.flags.c_contiguous:  # the layout change and db in one GPU kernel
             from ..kernels.cuda.conv import nchw_to_channels_cuda
-            grad_cm, grad_bias = nchw_to_channels_cuda(grad, need_bias)
+            grad_cm, grad_bias = nchw_to_channels_cuda(grad, need_bias, out_bias)
             grad_by_group = grad_cm.reshape(ctx.groups, c_out // ctx.groups, -1)
         else:
             grad_by_group = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(ctx.groups, c_out // ctx.groups,
@@ -95,7 +96,10 @@ class Conv2d(Function):
             if ctx.unbatched:
                 grad_x = grad_x[0]
         if need_weight:
-            grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1)).reshape(ctx.weight_shape)
+            # out=: straight into the weight's reserved .grad storage when the engine offers it
+            by_group = None if out_weight is None else out_weight.reshape(ctx.groups, c_out // ctx.groups, -1)
+            grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1), out=by_group)
+            grad_weight = grad_weight.reshape(ctx.weight_shape) if out_weight is None else out_weight
         return grad_x, grad_weight, grad_bias
 
 

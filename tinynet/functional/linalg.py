@@ -143,7 +143,8 @@ class Linear(Function):
         if need_w:
             rows_grad = grad.reshape(-1, weight.shape[0])
             rows_x = x.reshape(-1, weight.shape[1])
-            grad_w = gemm.matmul(ctx.xp, rows_grad.T, rows_x)
+            # out=: straight into the weight's reserved .grad storage when the engine offers it
+            grad_w = gemm.matmul(ctx.xp, rows_grad.T, rows_x, out=ctx.grad_out[1] if ctx.grad_out else None)
         return grad_x, grad_w, (grad if need_b else None)
 
 

@@ -89,7 +89,9 @@ class BatchNorm(Function):
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
         if ctx.fused:  # the same formulas in one GPU kernel (gamma and inv_std are (C,) here)
             from ..kernels.cuda.norm import batch_norm_backward_cuda
-            grad_x, grad_weight, grad_bias = batch_norm_backward_cuda(grad, x_hat, inv_std, gamma, need_x)
+            out_weight, out_bias = ctx.grad_out[1:3] if ctx.grad_out else (None, None)  # reserved .grad storage
+            grad_x, grad_weight, grad_bias = batch_norm_backward_cuda(grad, x_hat, inv_std, gamma, need_x,
+                                                                      out_weight, out_bias)
             return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None
         if ctx.numba:  # the same formulas as compiled loops (inv_std and gamma are (C,) here)
             grad_x, grad_weight, grad_bias = batch_norm_backward_numba(grad, x_hat, inv_std, gamma, need_x)

@@ -30,17 +30,21 @@ _workspaces: dict = {}                # device id -> workspace memory: set on th
 _lib = None
 
 
-def matmul(xp, a, b):
-    """``a @ b`` (NumPy's ``matmul``) on ``a``'s device; see the module docstring for which
-    library computes it. ``xp`` is the array module of ``a`` and ``b``."""
+def matmul(xp, a, b, out=None):
+    """``a @ b`` (NumPy's ``matmul``) on ``a``'s device, into ``out`` if given; see the module
+    docstring for which library computes it. ``xp`` is the array module of ``a`` and ``b``."""
     if xp is np:
-        return np.matmul(a, b)
+        return np.matmul(a, b, out=out)
     sim = sys.modules.get("tinynet.sim")
     if sim is not None and type(a) is sim.SimArray:
-        return sim.cublas_gemm(a, b)
+        return sim.cublas_gemm(a, b, out=out)
     if not xp.cuda.get_current_stream().is_capturing():
-        return xp.matmul(a, b)
-    return _direct_matmul(xp, a, b)
+        return xp.matmul(a, b, out=out)
+    result = _direct_matmul(xp, a, b, out)
+    if out is not None and result is not out:
+        out[...] = result
+        return out
+    return result
 
 
 # ------------------------------------------------------------------ cuBLAS called directly (GPU)
@@ -89,7 +93,7 @@ def _check(status: int, call: str) -> None:
         raise RuntimeError(f"matmul during CUDA graph capture: {call} failed with cuBLAS status {status}")
 
 
-def _direct_matmul(xp, a, b):
+def _direct_matmul(xp, a, b, out=None):
     if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64):
         raise TypeError(f"matmul during CUDA graph capture: float32 or float64 operands of one dtype, got "
                         f"{a.dtype} and {b.dtype}")
@@ -100,7 +104,9 @@ def _direct_matmul(xp, a, b):
         b = b[:, None]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     (m, k), n = a.shape[-2:], b.shape[-1]
-    out = xp.empty(batch + (m, n), dtype=a.dtype)
+    if out is None or a_vector or b_vector or out.shape != batch + (m, n) or not out.flags.c_contiguous \
+            or out.dtype != a.dtype:
+        out = xp.empty(batch + (m, n), dtype=a.dtype)   # else cuBLAS writes straight into out
     a = xp.broadcast_to(a, batch + (m, k))
     b = xp.broadcast_to(b, batch + (k, n))
     for index in np.ndindex(*batch):

@@ -12,9 +12,15 @@ the chains that matter into one or two launches each:
                through the emulator; argument checks against the C parameter lists.
   ``emulate``  the CPU emulator: the same source compiled by the system C++ compiler and run block
                by block, thread by thread (fibers for kernels that wait at ``__syncthreads``).
-  ``norm``, ``loss``, ``optim`` (batch norm, cross-entropy, SGD/Adam) are still ``numba.cuda``
-  kernels, used only for CuPy arrays where ``numba.cuda`` works, until they are ported
-  (``_numba_launch`` launches them).
+  ``norm``     batch-norm training forward and backward: one block per channel.
+  ``loss``     cross-entropy and NLL: one thread per row forward, one per logit backward; their
+               sum or mean in one block.
+  ``activation`` sigmoid, tanh, ReLU, PReLU and log-softmax, one kernel each way.
+  ``conv``     the convolution's bias add and NCHW copy (forward), channel-major copy and bias
+               sum (backward), one kernel each.
+  ``optim``    multi-tensor SGD, Adam/AdamW and clip_grad_norm_: every parameter of a group in
+               one launch, through a cached device table of their addresses.
+  ``reduce``   the shared block reduction (a tree sum in shared memory).
 
 How to read a kernel. A kernel body is the work of ONE thread. ``GRID_STRIDE_LOOP(i, n)`` (from
 ``launch.COMMON_PRELUDE``) gives that thread the elements ``i = its number, + threads in the

@@ -67,13 +67,13 @@ def bias_to_nchw_cuda(out, bias):
     return y
 
 
-def nchw_to_channels_cuda(grad, need_bias: bool):
+def nchw_to_channels_cuda(grad, need_bias: bool, out_bias=None):
     """``grad`` (N, C, OH, OW) in channel-major order (C, N*OH*OW), and its per-channel sum (C,)
-    when ``need_bias`` (else None), in one kernel."""
+    when ``need_bias`` (else None; written into ``out_bias`` when given), in one kernel."""
     xp = get_array_module(grad)
     n, c = grad.shape[:2]
     grad_cm = xp.empty((c, grad.size // c if c else 0), dtype=grad.dtype)
-    grad_bias = xp.empty(c, dtype=grad.dtype) if need_bias else None
+    grad_bias = (xp.empty(c, dtype=grad.dtype) if out_bias is None else out_bias) if need_bias else None
     if grad.size:
         _module.launch("nchw_to_channels", grad.dtype, (c,), (REDUCE_THREADS,),
                        (grad, grad_cm, grad_cm if grad_bias is None else grad_bias, np.int32(need_bias),

@@ -140,12 +140,13 @@ def batch_norm_forward_cuda(x, weight, bias, running_mean, running_var, momentum
     return y.reshape(x.shape), x_hat.reshape(x.shape), mean, inv_std
 
 
-def batch_norm_backward_cuda(grad, x_hat, inv_std, weight, need_x=True):
+def batch_norm_backward_cuda(grad, x_hat, inv_std, weight, need_x=True, out_weight=None, out_bias=None):
     """Backward of :func:`batch_norm_forward_cuda` in one kernel.
 
     Args:
         grad, x_hat: (N, C, ...); inv_std: (C,); weight: (C,) or None.
         need_x: also compute the input's gradient.
+        out_weight, out_bias: (C,) arrays to write the two parameter gradients into, or None.
 
     Returns ``(grad_x or None, grad_weight, grad_bias)``; the last two are (C,).
     """
@@ -154,7 +155,8 @@ def batch_norm_backward_cuda(grad, x_hat, inv_std, weight, need_x=True):
     g3 = xp.ascontiguousarray(grad).reshape(n, c, -1)
     xh3 = xp.ascontiguousarray(x_hat).reshape(n, c, -1)
     grad_x = xp.empty_like(g3) if need_x else g3   # a stand-in, not written, when not needed
-    grad_weight, grad_bias = xp.empty(c, dtype=grad.dtype), xp.empty(c, dtype=grad.dtype)
+    grad_weight = xp.empty(c, dtype=grad.dtype) if out_weight is None else out_weight
+    grad_bias = xp.empty(c, dtype=grad.dtype) if out_bias is None else out_bias
     _module.launch("batch_norm_backward", grad.dtype, (c,), (REDUCE_THREADS,),
                    (g3, xh3, inv_std, inv_std if weight is None else weight, grad_x, grad_weight, grad_bias,
                     np.int64(n), np.int64(c), np.int64(g3.shape[2]), np.int32(weight is not None),
