@@ -88,7 +88,7 @@ def _sgd_multi_tensor(params, state: dict, group: dict) -> None:
         rows[first_step].append((p.data, p.grad.data, None if buf is None else buf.data))
     for first_step, group_rows in rows.items():
         if group_rows:
-            # The learning rate from device memory, read at every step (a CUDA graph replays it too).
+            # The learning rate: an argument, or in a CUDA graph read from device memory (scalars.py).
             hyper = device_scalars(("sgd", id(group), first_step), lambda: (group["lr"],), like=group_rows[0][0])
             sgd_step_cuda(group_rows, hyper=hyper, momentum=momentum, dampening=group["dampening"],
                           weight_decay=group["weight_decay"], nesterov=group["nesterov"],

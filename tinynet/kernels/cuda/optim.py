@@ -20,10 +20,11 @@ The tables are built on the host and copied to the device once per set of arrays
 (:func:`pointer_table`, cached by the addresses themselves): a step whose parameters, gradients
 and state stay where they are (see ``Optimizer._reserve_grads``) copies nothing, as CUDA graph
 capture requires. The numbers that change from step to step (the learning rate, Adam's bias
-corrections) are read by the kernels from a small device array, ``hyper``
-(:func:`tinynet.kernels.cuda.scalars.device_scalars`), written before each step: a CUDA graph
-freezes kernel arguments, and the array lets a scheduler's new learning rate and the next step
-count reach a replayed graph. The other hyper-parameters are kernel arguments.
+corrections) come as kernel arguments, or, in a step captured into a CUDA graph (which freezes
+kernel arguments), from a small device array ``hyper`` written before each launch, so that a
+scheduler's new learning rate and the next step count reach the graph
+(:func:`tinynet.kernels.cuda.scalars.device_scalars`). The other hyper-parameters are kernel
+arguments.
 """
 from __future__ import annotations
 
@@ -48,10 +49,11 @@ __device__ int tensor_of(const long long* offsets, int n_tensors, long long i) {
 
 // SGD. Table row: parameter, gradient, momentum buffer (0 without momentum).
 extern "C" __global__ void sgd_step(const long long* table, const long long* offsets, int n_tensors,
-                                    const T* hyper, T weight_decay, T momentum, T one_minus_dampening,
+                                    const T* hyper, int hyper_from_memory, T lr_argument,
+                                    T weight_decay, T momentum, T one_minus_dampening,
                                     int maximize, int nesterov, int first_step) {
     long long total = offsets[n_tensors];
-    T lr = hyper[0];
+    T lr = hyper_from_memory ? hyper[0] : lr_argument;   // from memory in a CUDA graph
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         int t = tensor_of(offsets, n_tensors, i);
@@ -73,11 +75,16 @@ extern "C" __global__ void sgd_step(const long long* table, const long long* off
 // Adam and AdamW. Table row: parameter, gradient, exp_avg, exp_avg_sq, max_exp_avg_sq (0
 // without amsgrad). All tensors of one launch are at the same step (one bias correction).
 extern "C" __global__ void adam_step(const long long* table, const long long* offsets, int n_tensors,
-                                     const T* hyper, T weight_decay, T one_minus_beta1, T beta2,
+                                     const T* hyper, int hyper_from_memory, T decay_argument,
+                                     T step_size_argument, T bias_correction2_sqrt_argument,
+                                     T weight_decay, T one_minus_beta1, T beta2,
                                      T one_minus_beta2, T eps, int maximize, int decoupled, int amsgrad) {
     long long total = offsets[n_tensors];
-    // hyper: 1 - lr * weight_decay, lr / (1 - beta1^step), sqrt(1 - beta2^step) (see adam_hyper)
-    T decay = hyper[0], step_size = hyper[1], bias_correction2_sqrt = hyper[2];
+    // 1 - lr * weight_decay, lr / (1 - beta1^step), sqrt(1 - beta2^step) (see adam_hyper):
+    // from memory in a CUDA graph, else the arguments
+    T decay = hyper_from_memory ? hyper[0] : decay_argument;
+    T step_size = hyper_from_memory ? hyper[1] : step_size_argument;
+    T bias_correction2_sqrt = hyper_from_memory ? hyper[2] : bias_correction2_sqrt_argument;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         int t = tensor_of(offsets, n_tensors, i);
@@ -197,9 +204,10 @@ def sgd_step_cuda(rows, *, hyper, momentum, dampening, weight_decay, nesterov, m
 
     ``rows``: one ``(param, grad, momentum_buffer or None)`` per parameter, C-contiguous arrays
     of one dtype, updated in place. On the ``first_step`` the buffers are set to the gradient.
-    ``hyper``: a device array of that dtype holding the learning rate (``device_scalars``)."""
+    ``hyper``: ``device_scalars`` of the learning rate."""
     dtype = rows[0][0].dtype.type
-    _launch("sgd_step", rows, hyper, dtype(weight_decay), dtype(momentum), dtype(1 - dampening),
+    array, numbers, from_memory = hyper
+    _launch("sgd_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(weight_decay), dtype(momentum), dtype(1 - dampening),
             np.int32(maximize), np.int32(nesterov), np.int32(first_step))
 
 
@@ -215,10 +223,12 @@ def adam_step_cuda(rows, *, hyper, beta1, beta2, eps, weight_decay, maximize, de
     launch, all at one step number.
 
     ``rows``: one ``(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq or None)`` per parameter,
-    C-contiguous arrays of one dtype, updated in place. ``hyper``: a device array of that
-    dtype holding :func:`adam_hyper` of the learning rate and step number (``device_scalars``)."""
+    C-contiguous arrays of one dtype, updated in place. ``hyper``: ``device_scalars`` of
+    :func:`adam_hyper` of the learning rate and step number."""
     dtype = rows[0][0].dtype.type
-    _launch("adam_step", rows, hyper, dtype(weight_decay), dtype(1 - beta1), dtype(beta2), dtype(1 - beta2),
+    array, numbers, from_memory = hyper
+    _launch("adam_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(numbers[1]), dtype(numbers[2]),
+            dtype(weight_decay), dtype(1 - beta1), dtype(beta2), dtype(1 - beta2),
             dtype(eps), np.int32(maximize), np.int32(decoupled_weight_decay), np.int32(amsgrad))
 
 

@@ -4,13 +4,19 @@ passed as a kernel argument would keep its capture-time value on every replay (a
 learning rate would be ignored, Adam's step count would stop). A kernel that reads the number
 from a small device array instead sees whatever was written there before the launch.
 
-:func:`device_scalars` returns that array, the same one on every call with the same ``key``
-(so a captured kernel keeps pointing at it), after writing the numbers ``values()`` computes
-into it with one one-thread kernel launch: a launch, not a copy from host memory, so it
-never waits for the GPU. While a CUDA graph is captured (:func:`deferred`), ``values`` is not
-called: it is kept, and the executor calls it and writes the numbers before every launch of
-the graph (:func:`write`). ``values`` may also advance host state (Adam's step count): it runs
-once per real step, eager or replayed.
+Such a kernel takes both: the numbers as arguments, a pointer to the array, and a flag saying
+which to use. :func:`device_scalars` returns ``(array, numbers, from_memory)`` for one launch:
+
+* run eagerly (or replayed as a list), ``values()`` is called now and its numbers go in as
+  arguments (``from_memory`` 0): no extra launch;
+* while a CUDA graph is captured (:func:`deferred`), ``values`` is not called but kept, and the
+  kernel is told to read the array (``from_memory`` 1); the executor calls ``values()`` and
+  writes its numbers into the array before every launch of the graph (:func:`write`: one
+  one-thread kernel, not a copy from host memory, so it never waits for the GPU).
+
+The array is the same on every call with the same ``key``, so the captured kernel keeps
+pointing at it. ``values`` may also advance host state (Adam's step count): it runs once per
+real step, eager, replayed or launched as a graph.
 """
 from __future__ import annotations
 
@@ -54,9 +60,11 @@ def write(array, values) -> None:
 
 
 def device_scalars(key, values, like):
-    """The device array (of ``like``'s dtype and device) that holds the numbers ``values()``
-    returns, written now, or before every graph launch while a graph is captured. ``key`` names
-    the array: the same key gives the same array on every call."""
+    """``(array, numbers, from_memory)`` for a kernel that reads the numbers ``values()``
+    returns either as arguments (``numbers``, when ``from_memory`` is 0) or from the device
+    ``array`` (of ``like``'s dtype and device; ``from_memory`` 1, while a graph is captured:
+    then ``numbers`` are zeros and the executor writes the array before each launch). ``key``
+    names the array: the same key gives the same array on every call."""
     key = (key, like.dtype.str, str(like.device))
     array = _arrays.get(key)
     if array is None:
@@ -64,9 +72,8 @@ def device_scalars(key, values, like):
         array = _arrays[key] = xp.zeros(MAX_SCALARS, dtype=like.dtype)
     if _deferred is not None:
         _deferred.append((values, array))
-    else:
-        write(array, values())
-    return array
+        return array, (0,) * MAX_SCALARS, 1
+    return array, tuple(values()) + (0,) * MAX_SCALARS, 0
 
 
 @contextlib.contextmanager
