@@ -12,6 +12,9 @@ and pageable host-to-device copies, CuPy's cuBLAS and cuRAND calls all raise dur
 
 No GPU was available when these were written: everything here is proven on the simulator.
 """
+import ctypes
+import types
+
 import numpy as np
 import pytest
 
@@ -301,3 +304,60 @@ def test_the_direct_gemm_captures_and_replays():
     a += 1
     graph.launch()
     np.testing.assert_array_equal(c.get(), a.get() @ b.get())
+
+
+# ============================================== 6. the direct cuBLAS path, against a fake cuBLAS
+class _FakeCublas:
+    """cublasSgemm_v2 / cublasDgemm_v2 in NumPy, column-major as the real ones, reading and
+    writing raw addresses: it checks the operands, ops and leading dimensions that
+    gemm._direct_matmul passes (the simulated arrays are host memory, so the addresses are real)."""
+
+    calls = 0
+
+    def _gemm(self, ctype, handle, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        type(self).calls += 1
+        item = ctypes.sizeof(ctype)
+
+        def matrix(pointer, rows, cols, ld):  # column-major rows x cols with leading dimension ld
+            assert ld >= max(1, rows)
+            memory = np.ctypeslib.as_array((ctype * (ld * (cols - 1) + rows)).from_address(pointer.value))
+            return np.lib.stride_tricks.as_strided(memory, (rows, cols), (item, ld * item))
+        op_a_matrix = matrix(a, m, k, lda) if op_a == 0 else matrix(a, k, m, lda).T
+        op_b_matrix = matrix(b, k, n, ldb) if op_b == 0 else matrix(b, n, k, ldb).T
+        out = matrix(c, m, n, ldc)
+        out[...] = alpha._obj.value * (op_a_matrix @ op_b_matrix) + beta._obj.value * out
+        return 0
+
+    def cublasSgemm_v2(self, *args):
+        return self._gemm(ctypes.c_float, *args)
+
+    def cublasDgemm_v2(self, *args):
+        return self._gemm(ctypes.c_double, *args)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_direct_cublas_matmul_passes_the_right_ops_and_leading_dimensions(monkeypatch, dtype):
+    monkeypatch.setattr(gemm, "_cublas", lambda: _FakeCublas())
+    xp = types.SimpleNamespace(empty=cupy.empty, broadcast_to=cupy.broadcast_to,
+                               ascontiguousarray=cupy.ascontiguousarray,
+                               cuda=types.SimpleNamespace(device=types.SimpleNamespace(get_cublas_handle=lambda: 1)))
+    rng = np.random.default_rng(0)
+
+    def device(*shape):
+        return cupy.asarray(rng.standard_normal(shape).astype(dtype))
+
+    a, b = device(5, 3), device(3, 4)
+    cases = [(a, b), (device(3, 5).T, b), (a, device(4, 3).T), (device(3, 5).T, device(4, 3).T),
+             (device(5, 6)[:, :3], b),                            # rows with a gap between them
+             (device(5, 6)[:, ::2], b),                           # no unit stride: copied first
+             (device(2, 5, 3), device(2, 3, 4)), (device(2, 5, 3), b), (device(3), b), (a, device(3)),
+             (device(3), device(3))]
+    for left, right in cases:
+        before = _FakeCublas.calls
+        result = gemm._direct_matmul(xp, left, right)
+        assert _FakeCublas.calls > before
+        np.testing.assert_allclose(result.get(), left.get() @ right.get(), rtol=1e-5, atol=1e-5,
+                                   err_msg=f"{left.shape} (strides {left.strides}) @ {right.shape}")
+    out = cupy.empty((5, 4), dtype=dtype)
+    assert gemm._direct_matmul(xp, a, b, out) is out
+    np.testing.assert_allclose(out.get(), a.get() @ b.get(), rtol=1e-5, atol=1e-5)
