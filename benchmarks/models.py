@@ -434,6 +434,8 @@ def benchmark_model(spec, args, train_data, test_data) -> dict:
         if compiled.fallback_reason(*last) is not None:
             raise RuntimeError(f"{spec.name}: compile_step fell back to eager: {compiled.fallback_reason(*last)}")
         row["tinynet compiled"]["instructions"] = len(compiled.program(*last))
+        # On a GPU the compiled step is one CUDA graph launch, unless its capture failed (why):
+        row["tinynet compiled"]["cuda_graph"] = compiled.graph(*last) is not None or compiled.graph_fallback_reason(*last)
         row["ratio_tinynet_compiled"] = row["tinynet compiled"]["median_ms"] / row["torch"]["median_ms"]
         row["compiled_over_eager"] = row["tinynet compiled"]["median_ms"] / row["tinynet"]["median_ms"]
 

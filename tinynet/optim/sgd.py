@@ -89,7 +89,7 @@ def _sgd_multi_tensor(params, state: dict, group: dict) -> None:
     for first_step, group_rows in rows.items():
         if group_rows:
             # The learning rate: an argument, or in a CUDA graph read from device memory (scalars.py).
-            hyper = device_scalars(("sgd", id(group), first_step), lambda: (group["lr"],), like=group_rows[0][0])
+            hyper = device_scalars(("sgd", id(group)), lambda: (group["lr"],), like=group_rows[0][0])
             sgd_step_cuda(group_rows, hyper=hyper, momentum=momentum, dampening=group["dampening"],
                           weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                           maximize=group["maximize"], first_step=first_step)

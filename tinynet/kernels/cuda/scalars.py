@@ -69,7 +69,7 @@ def device_scalars(key, values, like):
     array = _arrays.get(key)
     if array is None:
         xp = get_array_module(like)
-        array = _arrays[key] = xp.zeros(MAX_SCALARS, dtype=like.dtype)
+        array = _arrays[key] = xp.empty(MAX_SCALARS, dtype=like.dtype)  # written before any read
     if _deferred is not None:
         _deferred.append((values, array))
         return array, (0,) * MAX_SCALARS, 1
