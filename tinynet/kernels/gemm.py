@@ -55,7 +55,9 @@ def _cublas():
         paths = []
         try:
             from cuda import pathfinder  # CuPy 14 finds its CUDA libraries with it
-            paths.append(pathfinder.load_nvidia_dynamic_lib("cublas").abs_path)
+            found = pathfinder.load_nvidia_dynamic_lib("cublas").abs_path
+            if found:
+                paths.append(found)
         except Exception:  # CuPy 13, or a system CUDA: the usual library names
             pass
         paths += ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"]
