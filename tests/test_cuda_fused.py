@@ -70,8 +70,11 @@ def test_batch_norm_kernels_equal_reference(dtype, problem):
 
     grad_x, grad_w, grad_b = batch_norm_backward_cuda(_device(grad), x_hat, inv_std, dev["weight"])
     ref = batch_norm_backward_numba(grad, x_hat_ref, inv_std_ref, weight, True)
+    # The kernel adds in T, the CPU loops in float64; with 2 values per channel the closed-form dx
+    # cancels to a few float32 digits.
+    tol = dict(rtol=1e-3, atol=1e-3) if dtype == np.float32 else TOL[dtype]
     for got, want in zip((grad_x, grad_w, grad_b), ref):
-        np.testing.assert_allclose(got.get(), want, **TOL[dtype])
+        np.testing.assert_allclose(got.get(), want, **tol)
 
 
 def test_batch_norm_with_more_values_per_channel_than_threads():
@@ -332,14 +335,14 @@ def test_clip_grad_norm_kernels_equal_reference(norm_type, dtype, shapes, max_no
 
 
 def test_backward_writes_parameter_gradients_into_their_reserved_storage():
-    """From the second step on (the optimiser has reserved each .grad), Conv2d, BatchNorm2d and
-    Linear write their parameters' gradients straight into that storage: the same arrays every
+    """From the second step on (the optimiser has reserved each .grad), Conv2d, BatchNorm2d,
+    PReLU and Linear write their parameters' gradients straight into that storage: the same arrays every
     step, and no copy launched for them; the values equal those of a fresh copy on the CPU."""
     nn = tinynet.nn
 
     def build(device):
         tinynet.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+        return nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.PReLU(3), nn.Flatten(),
                              nn.Linear(3 * 4 * 4, 5)).to(device)
     x = _rand(np.random.default_rng(0), (2, 1, 6, 6), np.float64)
     models = {d: build(d).double() for d in ("cpu", "cuda")}

@@ -327,11 +327,23 @@ def test_max_pool_of_infinities_and_nans():
 @given(seed=st.integers(0, 2**64 - 1), offset=st.integers(0, 2**40), size=st.integers(1, 70),
        p=st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]))
 def test_dropout_mask_is_the_reference_philox_mask(dtype, seed, offset, size, p):
-    state = dev(np.array([seed, offset], np.uint64))
+    state = dev(np.array([seed, offset, 0], np.uint64))
     mask = c_dropout.dropout_mask_cuda(state, (size,), p, dtype)
     assert mask.dtype == dtype
     np.testing.assert_array_equal(host(mask), dropout_mask_reference(seed, offset, size, p, dtype))
-    assert host(state).tolist() == [seed, offset + 1]   # the offset advanced on the device
+    assert host(state).tolist() == [seed, offset + 1, 0]   # the offset advanced on the device, by the same launch
+
+
+@needs_emulator
+def test_one_launch_draws_a_mask_and_advances_the_offset():
+    """Over many blocks (the last one advances the offset) and for an empty mask."""
+    state = c_dropout.philox_state(sim.cupy, 99)
+    before = sim.stats.launch_names["dropout.dropout_mask"]
+    for k, size in enumerate([5000, 0, 3]):     # 5000 elements: 5 blocks of 256 threads
+        mask = c_dropout.dropout_mask_cuda(state, (size,), 0.5, np.float64)
+        np.testing.assert_array_equal(host(mask), dropout_mask_reference(99, k, size, 0.5, np.float64))
+        assert host(state).tolist() == [99, k + 1, 0]
+    assert sim.stats.launch_names["dropout.dropout_mask"] - before == 3
 
 
 @needs_emulator
@@ -717,3 +729,48 @@ def test_c_library_constants_nvrtc_lacks_fail_in_the_emulator_too():
     x = dev(np.zeros(2))
     good.launch("k", np.float64, 1, 1, (x,))
     assert np.isnan(host(x)[0]) and host(x)[1] == -np.inf
+
+
+@pytest.fixture(autouse=True)
+def _threads_in_both_orders():
+    """Every emulated launch in this file runs its threads first-to-last and last-to-first,
+    and must give the same results (no races)."""
+    with emulate.thread_order_check():
+        yield
+
+
+@needs_emulator
+def test_a_race_between_threads_is_found():
+    module = CudaModule("race_for_test", r"""
+        extern "C" __global__ void last_writer_wins(int* out) { out[0] = threadIdx.x + blockIdx.x; }
+        extern "C" __global__ void no_race(int* out) { out[blockIdx.x * blockDim.x + threadIdx.x] = threadIdx.x; }
+        """, register=False)
+    out = dev(np.zeros(64, np.int32))
+    module.launch("no_race", np.float32, 2, 32, (out,))
+    with pytest.raises(emulate.EmulatorError, match=r"race_for_test.last_writer_wins: what it writes to out depends "
+                                                     r"on the order"):
+        module.launch("last_writer_wins", np.float32, 2, 32, (out,))
+    with emulate.thread_order_check(False):
+        module.launch("last_writer_wins", np.float32, 2, 32, (out,))   # one order: no way to see it
+    assert host(out)[0] == 31 + 1
+
+
+@needs_emulator
+def test_the_order_check_restores_buffers_written_through_a_pointer_table():
+    """A multi-tensor kernel writes through device pointers it reads from a table: the second
+    (reversed) run must start from the same memory, and a race there is still found."""
+    module = CudaModule("pointer_table_for_test", r"""
+        extern "C" __global__ void add_one(const unsigned long long* table, long long n) {
+            T* x = (T*)table[blockIdx.x];
+            for (long long i = threadIdx.x; i < n; i += blockDim.x) x[i] += (T)1;
+        }
+        extern "C" __global__ void racy(const unsigned long long* table) { ((T*)table[0])[0] = (T)threadIdx.x; }
+        """, register=False)
+    a, b = dev(np.arange(5.0)), dev(np.zeros(5))
+    table = dev(np.array([a.data.ptr, b.data.ptr], np.uint64))
+    module.launch("add_one", np.float64, 2, 4, (table, np.int64(5)))
+    np.testing.assert_array_equal(host(a), np.arange(5.0) + 1)   # once, not twice
+    np.testing.assert_array_equal(host(b), np.ones(5))
+    with pytest.raises(emulate.EmulatorError, match=r"pointer_table_for_test.racy: what it writes through a "
+                                                     r"pointer it read depends on the order"):
+        module.launch("racy", np.float64, 1, 8, (table,))

@@ -128,7 +128,10 @@ class PReLU(Function):
         grad_w = None
         if need_w:
             axes = tuple(i for i in range(x.ndim) if w.ndim == 0 or i != 1)
-            grad_w = per_element.sum(axis=axes, keepdims=True).reshape(ctx.weight_shape)
+            dest = ctx.grad_out[1] if ctx.grad_out else None  # the slope's reserved .grad storage, if offered
+            kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+            grad_w = per_element.sum(axis=axes, keepdims=True, out=None if dest is None else dest.reshape(kept))
+            grad_w = grad_w.reshape(ctx.weight_shape) if dest is None else dest
         return grad_x, grad_w
 
 

@@ -7,8 +7,8 @@ generator (:func:`tinynet.random.generator_for`): ``tinynet.manual_seed`` makes 
 
 On a GPU (and on the simulated device, through the CUDA emulator) the mask comes from a counter-based
 generator instead (Philox, ``tinynet/kernels/cuda/dropout.py``): one kernel draws it from a
-``[seed, offset]`` pair kept in device memory and a second advances the offset, so drawing a
-mask never involves the host and a captured CUDA graph draws a new mask on every replay.
+``[seed, offset]`` pair kept in device memory and advances the offset, so drawing a mask never
+involves the host and a captured CUDA graph draws a new mask on every replay.
 """
 from __future__ import annotations
 
@@ -56,15 +56,15 @@ def _scaled_mask(input: Tensor, p: float, shape):
     return keep.astype(input.dtype) * scale
 
 
-# The Philox state ([seed, offset] on the device) of each generator that has drawn a GPU mask,
+# The Philox state ([seed, offset, blocks_done] on the device) of each generator that has drawn a GPU mask,
 # with the seeding it was made for: the generator's seed and its ``_rng`` object, which every
 # ``manual_seed`` replaces, so that reseeding (even with the same seed) restarts the state.
 _philox_states: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _philox_state(generator, xp):
-    """The device array ``[seed, offset]`` that ``generator``'s dropout masks come from on a GPU:
-    made once per generator, and restarted in place when the generator is reseeded."""
+    """The device array ``[seed, offset, blocks_done]`` that ``generator``'s dropout masks come
+    from on a GPU: made once per generator, and restarted in place when it is reseeded."""
     from ..kernels.cuda.dropout import philox_state, reseed
     seed, rng = generator.initial_seed(), getattr(generator, "_rng", None)
     entry = _philox_states.get(generator)

@@ -118,7 +118,7 @@ class Optimizer:
     @staticmethod
     def _multi_tensor_params(group: dict):
         """The parameters of ``group`` that have a gradient, when one multi-tensor kernel can
-        update them all (``tinynet/kernels/cuda/optim.py``): on the GPU, C-contiguous, one
+        update them all (``tinynet/kernels/cuda/optim.py``): on one GPU, C-contiguous, one
         dtype. Else None (the per-parameter array code runs).
 
         Their gradient arrays are reserved (``autograd.reserve_grad``): after
@@ -127,11 +127,12 @@ class Optimizer:
         params = [p for p in group["params"] if p.grad is not None]
         if not params or not uses_cuda(params[0].data):
             return None
-        dtype = params[0].data.dtype
+        dtype, device = params[0].data.dtype, params[0].data.device
         for p in params:
             data, grad = p.data, p.grad.data
             if not (uses_cuda(data) and data.dtype == dtype and grad.dtype == dtype and data.flags.c_contiguous
-                    and grad.flags.c_contiguous and type(grad) is type(data)):
+                    and grad.flags.c_contiguous and type(grad) is type(data) and data.device == device
+                    and grad.device == device):
                 return None
         for p in params:
             reserve_grad(p, p.grad.data)

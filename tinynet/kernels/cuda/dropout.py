@@ -3,17 +3,19 @@
 The generator and the mask layout are those of :mod:`tinynet.kernels.philox` (the NumPy
 reference): element e of a mask is a function of ``(seed, offset, e)`` only.
 
-The state is a uint64 device array ``[seed, offset]``. Drawing a mask is two launches on the
-same stream: the mask kernel reads the state, then a one-thread kernel adds 1 to ``offset``
-(the mask kernel cannot do it: its other threads may still be reading the offset). The host
-never reads or writes the state, so the draw can be captured in a CUDA graph: each replay reads
-the offset the previous replay left, and draws a new mask.
+The state is a uint64 device array ``[seed, offset, blocks_done]``. Drawing a mask is ONE
+launch: every thread reads ``seed`` and ``offset``, and the last block to finish adds 1 to
+``offset`` for the next draw. "Last" is counted with an atomic add on ``blocks_done``: a block
+reports once all its threads have read the state (``__syncthreads``), so when the count reaches
+the number of blocks nobody will read the old offset again, and the last block advances it and
+resets the count. The host never reads or writes the state, so the draw can be captured in a
+CUDA graph: each replay reads the offset the previous replay left, and draws a new mask.
 
 Parallel decomposition: one thread per group of four elements. Thread g computes one Philox
 block for counter ``(g, offset)`` under key ``seed`` (ten rounds of 32x32-bit multiplies and
 xors, all in registers) and writes mask elements 4g .. 4g+3, already scaled: ``1/(1-p)`` where
-the 32-bit word is at least ``ceil(p * 2^32)``, else 0. Threads share nothing, so the mask does
-not depend on how many threads or blocks run.
+the 32-bit word is at least ``ceil(p * 2^32)``, else 0. Threads share nothing but the state, so
+the mask does not depend on how many threads or blocks run.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ __device__ __forceinline__ void philox4x32_10(unsigned int c[4], unsigned int k0
     }
 }
 
-extern "C" __global__ void dropout_mask(const unsigned long long* state, unsigned long long threshold, T scale,
+extern "C" __global__ void dropout_mask(unsigned long long* state, unsigned long long threshold, T scale,
                                         T* mask, long long size) {
     unsigned long long seed = state[0], offset = state[1];
     GRID_STRIDE_LOOP(g, (size + 3) / 4) {
@@ -50,10 +52,15 @@ extern "C" __global__ void dropout_mask(const unsigned long long* state, unsigne
             if (e < size) mask[e] = (unsigned long long)c[k] >= threshold ? scale : (T)0;
         }
     }
-}
-
-extern "C" __global__ void advance_offset(unsigned long long* state) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) state[1] += 1;
+    // The next draw's offset: written by the last block to finish, once every block has read it.
+    __syncthreads();   // every thread of this block has read the state
+    if (threadIdx.x == 0) {
+        __threadfence();
+        if (atomicAdd(&state[2], 1ULL) == (unsigned long long)gridDim.x - 1) {
+            state[1] = offset + 1;
+            state[2] = 0;
+        }
+    }
 }
 
 // The raw generator, for the known-answer tests: words[4i..4i+3] = philox(counters[4i..], keys[2i..]).
@@ -71,8 +78,9 @@ MODULE = CudaModule("dropout", SOURCE)
 
 
 def philox_state(xp, seed: int):
-    """A new generator state ``[seed, 0]`` (uint64) on the array module ``xp``'s device."""
-    return xp.array([int(seed) % 2 ** 64, 0], dtype=xp.uint64)
+    """A new generator state ``[seed, offset 0, blocks_done 0]`` (uint64) on the array module
+    ``xp``'s device."""
+    return xp.array([int(seed) % 2 ** 64, 0, 0], dtype=xp.uint64)
 
 
 def reseed(state, seed: int) -> None:
@@ -80,21 +88,21 @@ def reseed(state, seed: int) -> None:
     captured graph that reads it sees the new seed)."""
     state[0] = int(seed) % 2 ** 64
     state[1] = 0
+    state[2] = 0
 
 
 def dropout_mask_cuda(state, shape, p: float, dtype, out=None):
     """A dropout mask of ``shape`` (0 with probability p, else 1/(1-p), in ``dtype``) drawn
-    from the generator ``state``, whose offset is then advanced on the device.
+    from the generator ``state``, whose offset the same launch advances on the device.
 
     ``out``: an optional contiguous buffer of ``shape`` and ``dtype`` to fill."""
     xp = get_array_module(state)
     dtype = np.dtype(dtype)
     mask = xp.empty(shape, dtype=dtype) if out is None else out
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    if mask.size:
-        MODULE.launch("dropout_mask", dtype, blocks_for(-(-mask.size // 4)), THREADS,
-                      (state, np.uint64(dropout_threshold(p)), dtype.type(scale), mask, np.int64(mask.size)))
-    MODULE.launch("advance_offset", dtype, 1, 1, (state,))
+    # One launch even for an empty mask: it still advances the offset.
+    MODULE.launch("dropout_mask", dtype, blocks_for(-(-mask.size // 4)), THREADS,
+                  (state, np.uint64(dropout_threshold(p)), dtype.type(scale), mask, np.int64(mask.size)))
     return mask
 
 

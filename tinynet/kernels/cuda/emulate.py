@@ -21,6 +21,9 @@ How the threads of a block run:
   shared memory starts with whatever the last block left, so a kernel that reads before writing
   shows up as NaN here. ``extern __shared__`` arrays are the launch's dynamic shared memory.
 * Atomics are plain read-modify-writes: only one thread runs at any moment.
+* Threads and blocks run first to last; under :func:`thread_order_check` every launch runs a
+  second time last to first, and outputs that differ (a race) are an error. One order proves
+  little about a kernel whose threads write where others read: two opposite orders expose it.
 
 Not emulated (the module is refused with the reason): warp intrinsics (``__shfl*_sync``,
 ``__syncwarp``, votes), cooperative groups, textures.
@@ -33,12 +36,14 @@ device runs the NumPy reference kernels instead.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 
@@ -46,7 +51,7 @@ import numpy as np
 
 from .launch import strip_comments
 
-__all__ = ["EmulatorError", "EmulatedModule", "available", "unavailable_reason", "PRELUDE"]
+__all__ = ["EmulatorError", "EmulatedModule", "available", "unavailable_reason", "thread_order_check", "PRELUDE"]
 
 
 class EmulatorError(RuntimeError):
@@ -181,10 +186,17 @@ inline void __syncthreads() {
     swapcontext(&self->ctx, &tn_scheduler);
 }
 
+// Thread (or block) number k of n in the order of this run: first to last, or last to first.
+static int tn_reverse = 0;
+static inline unsigned tn_order(unsigned k, unsigned n) { return tn_reverse ? n - 1 - k : k; }
+static inline uint3 tn_coordinates(unsigned i, uint3 dims) {
+    return uint3{i % dims.x, (i / dims.x) % dims.y, i / (dims.x * dims.y)};
+}
+
 static int tn_run_block_fibers(unsigned n) {
     for (unsigned i = 0; i < n; ++i) {
         tn_fiber* f = &tn_fibers[i];
-        f->tid = uint3{i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y)};
+        f->tid = tn_coordinates(i, blockDim);
         f->state = 0;
         getcontext(&f->ctx);
         f->ctx.uc_stack.ss_sp = tn_stacks + (size_t)i * tn_stack_bytes;
@@ -193,7 +205,8 @@ static int tn_run_block_fibers(unsigned n) {
         makecontext(&f->ctx, tn_fiber_main, 0);
     }
     for (;;) {
-        for (unsigned i = 0; i < n; ++i) {
+        for (unsigned k = 0; k < n; ++k) {
+            unsigned i = tn_order(k, n);
             if (tn_fibers[i].state != 0) continue;
             tn_current = (int)i;
             threadIdx = tn_fibers[i].tid;
@@ -210,10 +223,12 @@ static int tn_run_block_fibers(unsigned n) {
 
 template <class F> static void tn_call(void* f) { (*(F*)f)(); }
 
-template <class F> static int tn_run(const unsigned* g, unsigned long long shared, int barriers, F body) {
+template <class F> static int tn_run(const unsigned* g, unsigned long long shared, int barriers, int reverse,
+                                     F body) {
     gridDim = uint3{g[0], g[1], g[2]};
     blockDim = uint3{g[3], g[4], g[5]};
     tn_dynamic_bytes = (size_t)shared;
+    tn_reverse = reverse;
     unsigned n = g[3] * g[4] * g[5];
     if (barriers && n > tn_capacity) {
         std::free(tn_fibers); std::free(tn_stacks);
@@ -225,23 +240,21 @@ template <class F> static int tn_run(const unsigned* g, unsigned long long share
     tn_body = &tn_call<F>;
     tn_body_arg = &body;
     tn_missed_barrier = 0;
-    for (unsigned bz = 0; bz < g[2]; ++bz)
-        for (unsigned by = 0; by < g[1]; ++by)
-            for (unsigned bx = 0; bx < g[0]; ++bx) {
-                blockIdx = uint3{bx, by, bz};
-                tn_poison_shared();
-                if (barriers) {
-                    int rc = tn_run_block_fibers(n);
-                    if (rc) return rc;
-                    continue;
-                }
-                for (unsigned tz = 0; tz < g[5]; ++tz)
-                    for (unsigned ty = 0; ty < g[4]; ++ty)
-                        for (unsigned tx = 0; tx < g[3]; ++tx) {
-                            threadIdx = uint3{tx, ty, tz};
-                            body();
-                        }
-            }
+    unsigned long long blocks = (unsigned long long)g[0] * g[1] * g[2];
+    for (unsigned long long kb = 0; kb < blocks; ++kb) {
+        unsigned long long b = tn_reverse ? blocks - 1 - kb : kb;
+        blockIdx = uint3{(unsigned)(b % g[0]), (unsigned)(b / g[0] % g[1]), (unsigned)(b / g[0] / g[1])};
+        tn_poison_shared();
+        if (barriers) {
+            int rc = tn_run_block_fibers(n);
+            if (rc) return rc;
+            continue;
+        }
+        for (unsigned k = 0; k < n; ++k) {
+            threadIdx = tn_coordinates(tn_order(k, n), blockDim);
+            body();
+        }
+    }
     return tn_missed_barrier ? 3 : 0;
 }
 
@@ -387,14 +400,16 @@ class EmulatedModule:
             shared = " + ".join(["0ULL"] + [_shared_size(d) for d in kernel.shared])
             parts.append(
                 f'\nextern "C" int tn_launch_{kernel.name}(const unsigned long long* slots, const unsigned* g, '
-                f'unsigned long long shared) {{\n{unpack}'
-                f'    return tn_run(g, shared, {int(kernel.uses_barrier)}, [&]() {{ {kernel.name}({call}); }});\n}}\n'
+                f'unsigned long long shared, int reverse) {{\n{unpack}'
+                f'    return tn_run(g, shared, {int(kernel.uses_barrier)}, reverse,\n'
+                f'                  [&]() {{ {kernel.name}({call}); }});\n}}\n'
                 f'extern "C" unsigned long long tn_static_shared_{kernel.name}() {{ return {shared}; }}\n')
         self._library = _build("".join(parts), f"{module.name}-{self.dtype.name}")
         self._launchers, self._static_shared = {}, {}
         for name in module.kernels:
             launcher = getattr(self._library, f"tn_launch_{name}")
-            launcher.restype, launcher.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulonglong]
+            launcher.restype = ctypes.c_int
+            launcher.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulonglong, ctypes.c_int]
             self._launchers[name] = launcher
             size = getattr(self._library, f"tn_static_shared_{name}")
             size.restype, size.argtypes = ctypes.c_ulonglong, []
@@ -406,7 +421,9 @@ class EmulatedModule:
 
     def run(self, kernel: str, grid, block, args, shared_mem: int) -> None:
         """Run ``kernel`` over the grid, on arguments already checked against its parameters
-        (simulated arrays by their buffers' addresses, NumPy scalars by value)."""
+        (simulated arrays by their buffers' addresses, NumPy scalars by value). Under
+        :func:`thread_order_check`, run it twice, threads and blocks first-to-last then
+        last-to-first, and raise if the results differ."""
         slots = np.zeros(max(1, len(args)), np.uint64)
         for i, value in enumerate(args):
             if isinstance(value, np.generic):
@@ -414,8 +431,53 @@ class EmulatedModule:
             else:
                 slots[i] = value.data.ptr
         geometry = np.array(tuple(grid) + tuple(block), np.uint32)
+        if not _order_check:
+            self._call(kernel, slots, geometry, shared_mem, reverse=False)
+            return
+        # Every live buffer of the simulated device, as raw bytes: besides its pointer arguments
+        # a kernel may write through pointers it reads from memory (a multi-tensor kernel's
+        # pointer table), so all of them are restored between the two runs and compared after.
+        outputs = []
+        for _, owner in list(sys.modules["tinynet.sim"]._buffers.values()):
+            owner = owner()
+            if owner is not None and owner.nbytes and owner.flags.c_contiguous and owner.flags.writeable:
+                outputs.append(owner.reshape(-1).view(np.uint8))
+        before = [buffer.copy() for buffer in outputs]
+        self._call(kernel, slots, geometry, shared_mem, reverse=False)
+        forward = [buffer.copy() for buffer in outputs]
+        for buffer, saved in zip(outputs, before):
+            buffer[...] = saved
+        self._call(kernel, slots, geometry, shared_mem, reverse=True)
+        for buffer, first in zip(outputs, forward):
+            if not np.array_equal(buffer, first):
+                start = buffer.__array_interface__["data"][0]
+                names = [p.name for p, v in zip(self.module.kernels[kernel].params, args)
+                         if p.pointer and start <= v.data.ptr < start + buffer.size]
+                where = f"to {names[0]}" if names else "through a pointer it read"
+                raise EmulatorError(f"{self.module.name}.{kernel}: what it writes {where} depends on the order in "
+                                    "which its threads run (a race: two threads write one element, or one reads "
+                                    "what another writes, without a barrier; or atomics adding floats)")
+
+    def _call(self, kernel, slots, geometry, shared_mem, reverse: bool) -> None:
         with _lock:
-            result = self._launchers[kernel](slots.ctypes.data, geometry.ctypes.data, int(shared_mem))
+            result = self._launchers[kernel](slots.ctypes.data, geometry.ctypes.data, int(shared_mem), int(reverse))
         if result:
             raise EmulatorError(f"{self.module.name}.{kernel}: {_RESULTS.get(result, f'error {result}')}")
 
+
+_order_check = os.environ.get("TINYNET_EMULATOR_ORDER_CHECK", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def thread_order_check(enabled: bool = True):
+    """Inside this block every emulated launch runs twice, its threads and blocks in opposite
+    orders, and raises :class:`EmulatorError` if its outputs differ: the kernel's results depend
+    on thread timing, which a GPU does not fix. (``TINYNET_EMULATOR_ORDER_CHECK=1`` switches it
+    on for a whole run.) Kernels written as gathers pass; a missing barrier, a scatter without
+    atomics, or float atomics do not."""
+    global _order_check
+    previous, _order_check = _order_check, bool(enabled)
+    try:
+        yield
+    finally:
+        _order_check = previous
