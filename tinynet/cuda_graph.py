@@ -40,11 +40,13 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from .backend import get_array_module
 from .kernels import gemm
 from .kernels.cuda import scalars
 
-__all__ = ["GraphStep", "capture_step", "ALIGNMENT"]
+__all__ = ["GraphStep", "capture_step", "is_cuda", "ALIGNMENT"]
 
 ALIGNMENT = 256   # bytes: CuPy's pool rounds to 512; cuBLAS and vector loads want 256-byte alignment
 
@@ -73,12 +75,7 @@ class GraphStep:
 
 def is_cuda(arrays) -> bool:
     """Whether these arrays live on a CUDA device (CuPy or the simulated one)."""
-    return bool(arrays) and all(get_array_module(a) is not _numpy() for a in arrays)
-
-
-def _numpy():
-    import numpy
-    return numpy
+    return bool(arrays) and all(get_array_module(a) is not np for a in arrays)
 
 
 def capture_step(run_program, arrays):
