@@ -33,8 +33,8 @@ import numpy as np
 from ...backend import get_array_module
 from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
 
-__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_hyper", "adam_step_cuda", "total_norm_cuda", "clip_scale_cuda",
-           "NORM_MODES"]
+__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_hyper", "adam_step_cuda", "total_norm_cuda",
+           "clip_scale_cuda", "NORM_MODES"]
 
 _SOURCE = r"""
 // The tensor that holds element i of the concatenation: the last t with offsets[t] <= i.
@@ -207,8 +207,8 @@ def sgd_step_cuda(rows, *, hyper, momentum, dampening, weight_decay, nesterov, m
     ``hyper``: ``device_scalars`` of the learning rate."""
     dtype = rows[0][0].dtype.type
     array, numbers, from_memory = hyper
-    _launch("sgd_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(weight_decay), dtype(momentum), dtype(1 - dampening),
-            np.int32(maximize), np.int32(nesterov), np.int32(first_step))
+    _launch("sgd_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(weight_decay), dtype(momentum),
+            dtype(1 - dampening), np.int32(maximize), np.int32(nesterov), np.int32(first_step))
 
 
 def adam_hyper(lr, beta1, beta2, weight_decay, step) -> tuple:
