@@ -119,6 +119,8 @@ def timed_run(framework: str, spec, job: dict, state: dict) -> dict:
         if compiled.fallback_reason(*last) is not None:
             raise RuntimeError(f"{spec.name}: compile_step fell back to eager: {compiled.fallback_reason(*last)}")
         result["instructions"] = len(compiled.program(*last))
+        # On a GPU the compiled step is one CUDA graph launch, unless its capture failed (why):
+        result["cuda_graph"] = compiled.graph(*last) is not None or compiled.graph_fallback_reason(*last)
     result["launches_per_step"] = kernel_launches_per_step(trainers[framework], *data[-1])
     return result
 

@@ -333,6 +333,7 @@ def model_row(spec, args, threads, runs, dropout_active, check, overhead, peak) 
         row["ratio_compile"] = row["tinynet"]["median_ms"] / row["torch.compile"]["median_ms"]
     if "tinynet compiled" in row:
         row["tinynet compiled"]["instructions"] = timed["tinynet"][0]["instructions"]
+        row["tinynet compiled"]["cuda_graph"] = timed["tinynet"][0]["cuda_graph"]
         row["ratio_tinynet_compiled"] = row["tinynet compiled"]["median_ms"] / row["torch"]["median_ms"]
         row["compiled_over_eager"] = row["tinynet compiled"]["median_ms"] / row["tinynet"]["median_ms"]
     row["load_1min"] = [run["env"]["load_1min"] for fw in runs for run in runs[fw]]

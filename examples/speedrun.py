@@ -76,7 +76,8 @@ def train_once(args, seed, train_set, test_set, dev):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, args.lr, args.warmup)
             batch_loss, _ = step_fn(x, y)
-            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss  # on the device, no read
+            # On the device, no read; clone(): a CUDA graph's step returns the same buffers every call.
+            loss_sum = batch_loss.clone() if loss_sum is None else loss_sum + batch_loss
             if first_loss is None:
                 with tinynet.no_grad():
                     first_loss = batch_loss / y.shape[0]  # a new tensor: read after training

@@ -20,7 +20,7 @@ import tinynet
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
-TUTORIAL = [f"{i:02d}-" for i in range(1, 11)]  # page name prefixes the tutorial must have
+TUTORIAL = [f"{i:02d}-" for i in range(1, 12)]  # page name prefixes the tutorial must have
 OUTPUT_LANGS = ("text", "output")
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
 

@@ -46,9 +46,12 @@ Gradient hooks (``register_hook``) are part of the backward pass and do run on e
 What a replay returns: the step's return value with every tensor detached (the graph is not
 built, so there is nothing to call ``backward`` on).
 
-On the CPU the replay is the executor. On a GPU the same program is what a CUDA graph would
-capture once the step is free of host synchronisation (``tinynet.sim`` proves that without a
-GPU); that executor needs a GPU to be written and proven, and is not part of this module yet.
+On the CPU the replay is the executor. On a CUDA device (``cuda_graph=True``, the default), the
+first replay of a signature also captures the program into a CUDA graph
+(:mod:`tinynet.cuda_graph`), and every later call is one graph launch: the batch is copied into
+static input buffers, and **the returned tensors are the graph's output buffers, overwritten by
+the next call** (``clone()`` what must outlive it). A step that cannot be captured keeps
+replaying its list, with a message naming the call that prevented capture.
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ import sys
 
 import numpy as np
 
+from . import cuda_graph as _cuda_graph
 from .autograd import Context, is_grad_enabled
 from .backend import get_array_module, item
 from . import recording
@@ -66,7 +70,7 @@ from .tensor import Tensor
 __all__ = ["compile_step", "CompiledStep"]
 
 
-def compile_step(step_fn=None, *, model=None, warmup: int = 1, verbose: bool = True):
+def compile_step(step_fn=None, *, model=None, warmup: int = 1, verbose: bool = True, cuda_graph: bool = True):
     """Compile ``step_fn(*tensors_and_values)`` by recording it and replaying the recording.
 
     Args:
@@ -76,13 +80,16 @@ def compile_step(step_fn=None, *, model=None, warmup: int = 1, verbose: bool = T
             modes become part of the signature, so switching mode records a new program.
         warmup: eager calls before recording starts (per input signature), e.g. so that the
             optimiser has made its state buffers.
-        verbose: print why a step falls back to eager execution.
+        verbose: print why a step falls back to eager execution (or to the list replay).
+        cuda_graph: on a CUDA device, capture the replayed program into one CUDA graph per
+            signature (see the module docstring: the returned tensors are then overwritten by
+            the next call).
 
     Returns a :class:`CompiledStep`; usable as a decorator too (``@compile_step(model=m)``).
     """
     if step_fn is None:
-        return lambda fn: CompiledStep(fn, model=model, warmup=warmup, verbose=verbose)
-    return CompiledStep(step_fn, model=model, warmup=warmup, verbose=verbose)
+        return lambda fn: CompiledStep(fn, model=model, warmup=warmup, verbose=verbose, cuda_graph=cuda_graph)
+    return CompiledStep(step_fn, model=model, warmup=warmup, verbose=verbose, cuda_graph=cuda_graph)
 
 
 class _Entry:
@@ -97,6 +104,8 @@ class _Entry:
         self.output = None       # how to build the return value from the registers
         self.fallback = None     # why this signature runs eagerly, or None
         self.guards = ()         # (tensor, requires_grad, shape, dtype) of the tensors the program reads
+        self.graph = None        # the cuda_graph.GraphStep that replays the program in one launch
+        self.graph_fallback = None   # why the program could not be captured, or None
 
 
 class CompiledStep:
@@ -104,8 +113,9 @@ class CompiledStep:
     :func:`compile_step`. ``program(*args)`` shows the recorded instructions for a signature,
     ``fallback_reason(*args)`` why it runs eagerly (None when it replays)."""
 
-    def __init__(self, step_fn, *, model=None, warmup: int = 1, verbose: bool = True):
+    def __init__(self, step_fn, *, model=None, warmup: int = 1, verbose: bool = True, cuda_graph: bool = True):
         self.step_fn = step_fn
+        self.cuda_graph = cuda_graph
         self.models = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])
         self.warmup = int(warmup)
         self.verbose = verbose
@@ -119,6 +129,11 @@ class CompiledStep:
         entry.calls += 1
         if entry.program is not None:
             if _guards_hold(entry.guards):
+                if entry.graph is not None:
+                    registers = entry.graph.launch([a.data for a in args if isinstance(a, Tensor)])
+                    return _build(entry.output, registers)
+                if self.cuda_graph and entry.graph_fallback is None:
+                    return self._capture(entry, args)
                 return self._replay(entry, args)
             # A parameter was frozen, unfrozen, cast or resized since recording: record again.
             entry = self._entries[self._signature(args)] = _Entry()
@@ -189,10 +204,20 @@ class CompiledStep:
 
     # ------------------------------------------------------------------ replaying
     def _replay(self, entry: _Entry, args):
-        registers = [None] * entry.n_registers
-        registers[:entry.n_inputs] = [a.data for a in args if isinstance(a, Tensor)]
-        for instruction in entry.program:
-            instruction.run(registers)
+        return _build(entry.output, _run_program(entry, [a.data for a in args if isinstance(a, Tensor)]))
+
+    def _capture(self, entry: _Entry, args):
+        """Replay this call and capture the program into a CUDA graph on the way (CUDA only)."""
+        arrays = [a.data for a in args if isinstance(a, Tensor)]
+        if not _cuda_graph.is_cuda(arrays):
+            entry.graph_fallback = "not on a CUDA device"
+            return self._replay(entry, args)
+        registers, entry.graph, reason = _cuda_graph.capture_step(lambda inputs: _run_program(entry, inputs), arrays)
+        if reason is not None:
+            entry.graph_fallback = reason
+            if self.verbose:
+                name = getattr(self.step_fn, "__name__", "step")
+                print(f"compile_step({name}): replaying the recorded calls one by one: {reason}", file=sys.stderr)
         return _build(entry.output, registers)
 
     # ------------------------------------------------------------------ inspection
@@ -204,6 +229,30 @@ class CompiledStep:
     def fallback_reason(self, *args):
         """Why calls with the signature of ``args`` run eagerly, or None."""
         return self._entry(args).fallback
+
+    def graph(self, *args):
+        """The CUDA graph (:class:`tinynet.cuda_graph.GraphStep`) that runs calls with the
+        signature of ``args``, or None (not captured yet, or not capturable)."""
+        return self._entry(args).graph
+
+    def graph_fallback_reason(self, *args):
+        """Why calls with the signature of ``args`` are not run as a CUDA graph, or None."""
+        return self._entry(args).graph_fallback
+
+
+def _run_program(entry: _Entry, inputs) -> list:
+    """Run the recorded program on ``inputs`` (the step's input arrays); returns the registers.
+    An error names the recorded call that raised it (``error.tinynet_instruction``)."""
+    registers = [None] * entry.n_registers
+    registers[:entry.n_inputs] = inputs
+    for instruction in entry.program:
+        try:
+            instruction.run(registers)
+        except Exception as error:
+            if not hasattr(error, "tinynet_instruction"):
+                error.tinynet_instruction = repr(instruction)
+            raise
+    return registers
 
 
 def _plan_releases(program, output, n_inputs) -> None:

@@ -15,6 +15,10 @@ __all__ = ["Generator", "manual_seed", "seed", "initial_seed", "default_generato
            "get_rng_state", "set_rng_state"]
 
 _initial_seed = 0x5EED
+# Called with a generator right after it is reseeded: device-side generator states (dropout's
+# Philox [seed, offset]) restart at once, because a CUDA graph replays their draws without the
+# Python that would otherwise notice the new seed.
+_on_manual_seed: list = []
 
 
 class Generator:
@@ -33,6 +37,8 @@ class Generator:
             cp = backend.array_module(self.device)
             with cp.cuda.Device(self.device.index):
                 self._rng = cp.random.RandomState(self._seed)
+        for listener in _on_manual_seed:
+            listener(self)
         return self
 
     def initial_seed(self) -> int:

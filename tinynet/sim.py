@@ -81,7 +81,7 @@ import weakref
 import numpy as np
 
 __all__ = ["SimArray", "cupy", "cupyx", "stats", "Stats", "reset_peak", "counting", "configure", "device_count",
-           "HostSyncError"]
+           "HostSyncError", "CUDARuntimeError", "Graph", "Memory", "MemoryPointer", "cublas_gemm", "capture_kernel"]
 
 
 class HostSyncError(RuntimeError):
@@ -89,6 +89,8 @@ class HostSyncError(RuntimeError):
 
 
 def _host_sync(what: str):
+    if _capture is not None:  # CuPy's implicit reads go through get(), which refuses a capturing stream
+        return _capture_error(what, "d2h")
     return HostSyncError(
         f"{what}: implicit host synchronisation: this reads a (simulated) CUDA array back to the host. "
         "Copy it explicitly (array.get(), tensor.cpu(), tensor.item()) where the value is really needed, "
@@ -109,12 +111,17 @@ class Stats:
         self.launch_names = collections.Counter()    # which kernels were launched, by name
 
     def _blocking(self, name: str) -> None:
+        _refuse_while_capturing(name, "blocking")
         self.blocking_ops += 1
         self.blocking_names[name] += 1
 
     def _launch(self, name: str, kind: str = "kernel") -> None:
         """Count one kernel launch called ``name``; ``kind`` 'gemm' or 'fill' also counts it
-        among the matrix products or the fills."""
+        among the matrix products or the fills. While a stream captures, nothing launches: the
+        kernel is counted in the graph, and the graph's launch is counted when it runs."""
+        if _capture is not None:
+            _capture.kernels += 1
+            return
         self.launches += 1
         self.launch_names[name] += 1
         if kind == "gemm":
@@ -217,6 +224,7 @@ class Device:
         _local.stack[:] = [self.id]
 
     def synchronize(self) -> None:
+        _refuse_while_capturing("Device.synchronize()", "sync")
         stats.synchronizations += 1
 
     compute_capability = "80"
@@ -232,22 +240,59 @@ class Device:
 
 
 class Stream:
-    """``cupy.cuda.Stream``: work here is synchronous, so a stream only counts synchronize()."""
+    """``cupy.cuda.Stream``: work here is synchronous, so a stream counts synchronize() and can
+    capture a graph (``begin_capture``/``end_capture``/``is_capturing``: see "stream capture"
+    at the end of this module); ``with stream:`` makes it the current stream."""
 
-    def __init__(self, non_blocking: bool = False):
-        self.ptr = 0
+    _next_ptr = 0x10
+
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False, priority=None):
+        if null:
+            self.ptr = 0
+        else:
+            self.ptr = Stream._next_ptr
+            Stream._next_ptr += 0x10
+        self.non_blocking = bool(non_blocking)
 
     def synchronize(self) -> None:
+        _refuse_while_capturing("Stream.synchronize()", "sync")
         stats.synchronizations += 1
 
     def __enter__(self):
+        if not hasattr(_local, "streams"):
+            _local.streams = []
+        _local.streams.append(self)
         return self
 
     def __exit__(self, *exc):
+        _local.streams.pop()
         return False
 
+    def use(self) -> "Stream":
+        if not hasattr(_local, "streams"):
+            _local.streams = []
+        _local.streams[:] = [self]
+        return self
 
-_null_stream = Stream()
+    def begin_capture(self, mode=None) -> None:
+        _begin_capture(self)
+
+    def end_capture(self) -> "Graph":
+        return _end_capture(self)
+
+    def is_capturing(self) -> bool:
+        return _capture is not None and _capture.stream is self
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.ptr:#x} (simulated)>"
+
+
+_null_stream = Stream(null=True)
+
+
+def _current_stream(device=None) -> Stream:
+    streams = getattr(_local, "streams", None)
+    return streams[-1] if streams else _null_stream
 
 
 class _MemoryPointer:
@@ -268,12 +313,9 @@ def _wrap(a, dev: int):
     """A NumPy result as a device result: ndarrays and NumPy scalars become SimArrays (0-d for
     scalars, as CuPy returns), containers are wrapped item by item, the rest passes through."""
     if isinstance(a, np.ndarray):
-        _track(a)
-        return SimArray._from_ndarray(a, dev)
+        return SimArray._from_ndarray(_place(a), dev)
     if isinstance(a, np.generic):
-        a = np.asarray(a)
-        _track(a)
-        return SimArray._from_ndarray(a, dev)
+        return SimArray._from_ndarray(_place(np.asarray(a)), dev)
     if isinstance(a, tuple):
         items = tuple(_wrap(x, dev) for x in a)
         return type(a)(*items) if hasattr(a, "_fields") else items  # namedtuples too
@@ -367,7 +409,8 @@ def _count_launch(name: str, result, wrote: bool) -> None:
     if name in _NO_KERNEL:
         return
     if wrote or name in _WRITES_IN_PLACE or _is_new_buffer(result):
-        stats._launch(name, "fill" if name in _FILLS else "gemm" if name in _GEMMS else "kernel")
+        kind = "fill" if name in _FILLS else "gemm" if name in _GEMMS or name == _DIRECT_GEMM else "kernel"
+        stats._launch(name, kind)
 
 
 def _call(fn, name: str, args, kwargs, allow_host: bool = False):
@@ -380,6 +423,8 @@ def _call(fn, name: str, args, kwargs, allow_host: bool = False):
     dev = unwrap.device()
     if name in _BLOCKING or (name == "where" and len(args) == 1):
         stats._blocking(name)
+    if _capture is not None:
+        return _captured_call(lambda: fn(*args, **kwargs), name, outs, dev)
     result = fn(*args, **kwargs)
     _count_launch(name, result, outs is not None)
     if outs is not None:
@@ -409,6 +454,8 @@ class _Ufunc:
         unwrap.device()
         self._ufunc.at(*args)
         stats._launch(f"{self.__name__}.at")
+        if _capture is not None:
+            _capture.record(lambda: self._ufunc.at(*args))
 
     def reduce(self, *args, **kwargs):
         return _call(self._ufunc.reduce, f"{self.__name__}.reduce", args, kwargs)
@@ -436,6 +483,7 @@ def _unwrap_index(index, unwrap):
             unwrap.devices.add(item._dev)
             out.append(item._a)
         elif isinstance(item, (np.ndarray, list)):
+            _refuse_while_capturing("an index array from host memory (a pageable host-to-device copy)", "h2d")
             stats.host_to_device += 1
             out.append(np.asarray(item))
         else:
@@ -489,9 +537,7 @@ class SimArray:
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
         if memptr is not None or strides is not None:
             raise NotImplementedError("SimArray: memptr/strides are not supported by the simulator")
-        a = np.empty(shape, dtype, order=order)
-        _track(a)
-        self._a, self._dev = a, _current_id()
+        self._a, self._dev = _place(np.empty(shape, dtype, order=order)), _current_id()
 
     # ----------------------------------------------------------- metadata (host-side, free)
     shape = property(lambda self: self._a.shape)
@@ -540,6 +586,7 @@ class SimArray:
     # ------------------------------------------------------------ explicit transfer to the host
     def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
         """A NumPy copy of the array (the explicit device-to-host copy, as in CuPy)."""
+        _refuse_while_capturing("ndarray.get() / cupy.asnumpy (a device-to-host copy)", "d2h")
         stats.device_to_host += 1
         if out is not None:
             np.copyto(out, self._a)
@@ -606,6 +653,8 @@ class SimArray:
         dev = unwrap.device()
         if _has_mask(inner):
             stats._blocking("boolean-mask indexing")
+        if _capture is not None:
+            return _captured_call(lambda: self._a[inner], "getitem", None, dev)
         result = self._a[inner]
         _count_launch("getitem", result, False)  # a gather (advanced index); a slice is a view
         return _wrap(result, dev)
@@ -618,29 +667,37 @@ class SimArray:
             unwrap.devices.add(value._dev)
             value = value._a
         elif isinstance(value, np.ndarray):
+            _refuse_while_capturing("setting items from a NumPy array (a pageable host-to-device copy)", "h2d")
             stats.host_to_device += 1
         unwrap.device()
         self._a[inner] = value
+        if _capture is not None:
+            a = self._a
+            _capture.record(lambda: a.__setitem__(inner, value))
         stats._launch("setitem", "fill" if isinstance(value, _SCALARS) else "kernel")
 
     # ------------------------------------------------------------------------------- methods
     def copy(self, order="C"):
         """A copy on the *current* device (CuPy's rule, which is how arrays move between GPUs)."""
         stats._launch("copy")
+        if _capture is not None:
+            return _captured_call(lambda: self._a.copy(order=order), "copy", None, _current_id())
         return _wrap(self._a.copy(order=order), _current_id())
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and np.dtype(dtype) == self._a.dtype:
             return self
         stats._launch("astype")
+        if _capture is not None:
+            return _captured_call(lambda: self._a.astype(dtype, order=order, copy=True), "astype", None, self._dev)
         return _wrap(self._a.astype(dtype, order=order, copy=True), self._dev)
 
     def fill(self, value):
         stats._launch("fill", "fill")
-        if isinstance(value, SimArray):
-            self._a[...] = value._a
-        else:
-            self._a.fill(value)
+        a, value = self._a, (value._a if isinstance(value, SimArray) else value)
+        a[...] = value
+        if _capture is not None:
+            _capture.record(lambda: a.__setitem__(Ellipsis, value))
 
     def view(self, dtype=None):
         return _wrap(self._a.view() if dtype is None else self._a.view(dtype), self._dev)
@@ -663,6 +720,8 @@ class SimArray:
                 kwargs = dict(kwargs)
                 outs = _outs(kwargs, unwrap)
                 kwargs = {k: (v if k == "out" else unwrap(v)) for k, v in kwargs.items()}
+                if _capture is not None:
+                    return _captured_call(lambda: attr(*args, **kwargs), name, outs, unwrap.device())
                 result = attr(*args, **kwargs)
                 _count_launch(name, result, outs is not None)
                 return outs if outs is not None else _wrap(result, unwrap.device())
@@ -703,11 +762,11 @@ def _explicit_copy(obj, dtype=None, copy=True, order="K"):
         return obj.copy() if copy else obj
     if isinstance(obj, (list, tuple)) and builtins.any(isinstance(o, SimArray) for o in obj):
         return _call(np.stack, "stack", ([_explicit_copy(o, dtype) for o in obj],), {})
+    _refuse_while_capturing("cupy.asarray/array of host data (a pageable host-to-device copy)", "h2d")
     stats.host_to_device += 1
     stats._launch("host_to_device")  # a copy queued on the stream, like a kernel
     a = np.array(obj, dtype=dtype, copy=True, order=order)
-    _track(a)
-    return SimArray._from_ndarray(a, _current_id())
+    return SimArray._from_ndarray(_place(a), _current_id())
 
 
 def _asarray(a, dtype=None, order=None, *, blocking=False):
@@ -822,6 +881,20 @@ class RandomState:
         return _wrap(self._rng.choice(unwrap(a), size, replace, unwrap(p)), self._dev)
 
 
+def _refusing_during_capture(method):
+    """cuRAND refuses a capturing stream before it draws anything: so does the stand-in."""
+    def draw(self, *args, **kwargs):
+        _refuse_while_capturing("cupy.random", "curand")
+        return method(self, *args, **kwargs)
+    draw.__name__, draw.__doc__ = method.__name__, method.__doc__
+    return draw
+
+
+for _name in ("seed", "uniform", "random_sample", "standard_normal", "normal", "randint", "permutation", "shuffle",
+              "choice"):
+    setattr(RandomState, _name, _refusing_during_capture(getattr(RandomState, _name)))
+RandomState.random = RandomState.random_sample
+
 _random_states: dict = {}
 
 
@@ -914,8 +987,14 @@ def _build_cupy() -> _Namespace:
 
     cuda = types.ModuleType("tinynet.sim.cupy.cuda")
     cuda.Device, cuda.Stream = Device, Stream
-    cuda.get_current_stream = lambda device=None: _null_stream
-    cuda.runtime = types.SimpleNamespace(getDeviceCount=device_count, deviceSynchronize=lambda: Device().synchronize())
+    cuda.get_current_stream = _current_stream
+    cuda.runtime = types.SimpleNamespace(getDeviceCount=device_count, deviceSynchronize=lambda: Device().synchronize(),
+                                         CUDARuntimeError=CUDARuntimeError)
+    cuda.Graph, cuda.MemoryPointer, cuda.Memory = Graph, MemoryPointer, Memory
+    cuda.graph = types.SimpleNamespace(Graph=Graph)
+    cuda.alloc, cuda.set_allocator, cuda.get_allocator, cuda.using_allocator = alloc, set_allocator, get_allocator, \
+        using_allocator
+    cuda.memory = types.SimpleNamespace(MemoryPointer=MemoryPointer, Memory=Memory, alloc=alloc)
     cuda.is_available = lambda: True
     ns.cuda = cuda
 
@@ -930,22 +1009,28 @@ def _build_cupy() -> _Namespace:
     return ns
 
 
-cupy = _build_cupy()
 
 
 def _erf(x):
     """``cupyx.scipy.special.erf`` on the simulated device (SciPy's, or math.erf elementwise)."""
     if not isinstance(x, SimArray):
         raise TypeError(f"erf: expected a simulated CUDA array, got {type(x).__name__}")
+    stats._launch("erf")
+    a = x._a
+    if _capture is not None:
+        return _captured_call(lambda: _erf_values(a), "erf", None, x._dev)
+    return _wrap(_erf_values(a), x._dev)
+
+
+def _erf_values(a: np.ndarray) -> np.ndarray:
     try:
         from scipy.special import erf
-        out = erf(x._a)
+        out = erf(a)
     except ImportError:  # SciPy is not a dependency: math.erf elementwise (slow; the sim tests plumbing)
         import math
-        values = np.frompyfunc(math.erf, 1, 1)(x._a)  # an object array, or a float for 0-d input
-        out = np.asarray(values, dtype=x._a.dtype if x._a.dtype.kind == "f" else np.float64)
-    stats._launch("erf")
-    return _wrap(np.asarray(out), x._dev)
+        values = np.frompyfunc(math.erf, 1, 1)(a)  # an object array, or a float for 0-d input
+        out = np.asarray(values, dtype=a.dtype if a.dtype.kind == "f" else np.float64)
+    return np.asarray(out)
 
 
 def _build_cupyx() -> types.ModuleType:
@@ -956,7 +1041,6 @@ def _build_cupyx() -> types.ModuleType:
     return ns
 
 
-cupyx = _build_cupyx()
 
 
 @contextlib.contextmanager
@@ -978,6 +1062,313 @@ def counting():
         delta["live_bytes_after"] = after["live_bytes"]
         delta["blocking_names"] = dict(stats.blocking_names - names_before)
         delta["launch_names"] = dict(stats.launch_names - launches_before)
+
+
+# ============================================================================ stream capture
+# CUDA graphs as CuPy makes them: ``stream.begin_capture()``, the work, ``stream.end_capture()``
+# returns a Graph whose ``launch()`` runs that work again on the same buffers.
+#
+# How the simulator emulates it:
+#
+# * Nothing captured runs. Every op still computes eagerly (so shapes and values exist for the
+#   Python that drives it), but ``end_capture`` puts every device buffer that existed at
+#   ``begin_capture`` back as it was: parameters, optimiser state, the Philox offset and the
+#   graph's own memory hold what they held before, as on a GPU, where capture only records.
+# * The graph records each op as a replayable call on the same NumPy buffers: each emulated
+#   CUDA C launch (:func:`capture_kernel`), each of the stand-in's array ops, each fill and copy.
+#   An op that made a new buffer replays into that same buffer.
+# * What real CuPy or CUDA refuses during capture raises here, with the same exception type and
+#   message start: a host synchronisation (``synchronize``: CUDARuntimeError
+#   cudaErrorStreamCaptureUnsupported, and the capture is invalidated), a device-to-host copy
+#   (``get``/``asnumpy``/any implicit read: RuntimeError "... D2H transfers are disallowed"), a
+#   pageable host-to-device copy (``asarray`` of NumPy data: "... H2D transfers are
+#   disallowed"), an op whose output size depends on the data (it must synchronise), a CuPy
+#   cuBLAS call (``matmul``/``dot``/``tensordot``/...: NotImplementedError, because CuPy's
+#   wrappers call ``cublasSetStream``, which refuses a capturing stream) and ``cupy.random``
+#   (NotImplementedError, cuRAND). :func:`cublas_gemm` stands for cuBLAS called directly,
+#   which captures fine.
+# * A memory-pool allocation raises too. Real CuPy would allow it, and that is the bug it
+#   prevents: the block returns to the pool when its array dies after capture, the pool hands it
+#   to other arrays, and every replay keeps writing it. A graph's memory must come from an
+#   allocator installed with ``cupy.cuda.using_allocator(fn)`` (``fn(nbytes)`` returns a
+#   :class:`MemoryPointer`), e.g. offsets in one block allocated before capture; an allocator
+#   installed outside capture sees every allocation too (how a plan learns the sizes).
+#
+# Limits: one stream captures at a time, and it must be the current stream (``with stream:``);
+# work on other streams is not modelled.
+class CUDARuntimeError(RuntimeError):
+    """``cupy.cuda.runtime.CUDARuntimeError``: a CUDA runtime call failed."""
+
+
+_capture = None      # the _Capture of the stream capturing now, else None (checked by every op)
+_allocator = None    # the allocator installed with set_allocator/using_allocator, else None (the pool)
+_DIRECT_GEMM = "cublas_gemm"
+
+_CAPTURE_ERRORS = {
+    "sync": (CUDARuntimeError, "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is "
+             "capturing ({what}); CUDA also invalidates the capture, so end_capture() raises "
+             "cudaErrorStreamCaptureInvalidated"),
+    "blocking": (RuntimeError, "the current stream is capturing, so synchronous API calls are disallowed "
+                 "({what}: its output's size depends on the data, which CuPy must read back first)"),
+    "d2h": (RuntimeError, "the current stream is capturing, so D2H transfers are disallowed ({what}): CuPy "
+            "refuses to read device memory on the host while a graph is being captured"),
+    "h2d": (RuntimeError, "the current stream is capturing, so H2D transfers are disallowed ({what}): copy "
+            "host data to a device buffer before the capture (a graph can only copy device to device)"),
+    "cublas": (NotImplementedError, "calling cuBLAS API during stream capture is currently unsupported "
+               "({what}): CuPy's cuBLAS wrappers call cublasSetStream, which refuses a capturing stream; "
+               "call cuBLAS directly with its stream and workspace set before the capture "
+               "(tinynet.kernels.gemm)"),
+    "curand": (NotImplementedError, "calling cuRAND API during stream capture is currently unsupported "
+               "({what}): draw from a counter-based generator whose state is in device memory instead"),
+    "alloc": (RuntimeError, "memory pool allocation during stream capture ({what}): real CuPy would hand the "
+              "graph a pool block that returns to the pool when its array dies, is given to other arrays, and "
+              "is still written by every replay (silent corruption); the simulator refuses it. Install an "
+              "allocator over memory that lives as long as the graph: cupy.cuda.using_allocator(fn)"),
+}
+
+
+def _capture_error(what: str, kind: str) -> Exception:
+    error_type, message = _CAPTURE_ERRORS[kind]
+    if kind == "sync":
+        _capture.invalidate(what)
+    return error_type(message.format(what=what))
+
+
+def _refuse_while_capturing(what: str, kind: str) -> None:
+    """Raise what real CuPy/CUDA would raise for ``what`` while the current stream captures."""
+    if _capture is not None:
+        raise _capture_error(what, kind)
+
+
+class _Capture:
+    """The state of one stream capture: the recorded calls and what to put back at the end."""
+
+    def __init__(self, stream):
+        self.stream, self.calls, self.kernels, self.invalid = stream, [], 0, None
+        # Every live device buffer's contents, to restore at end_capture (capture runs nothing).
+        self.saved = [(ref, owner.copy()) for _, ref in list(_buffers.values())
+                      if (owner := ref()) is not None and owner.flags.writeable]
+
+    def record(self, call) -> None:
+        self.calls.append(call)
+
+    def invalidate(self, why: str) -> None:
+        if self.invalid is None:
+            self.invalid = why
+
+    def restore(self) -> None:
+        for ref, saved in self.saved:
+            owner = ref()
+            if owner is not None:
+                np.copyto(owner, saved)
+        self.saved = []
+
+
+def _begin_capture(stream) -> None:
+    global _capture
+    if stream.ptr == 0:
+        raise RuntimeError("cannot capture on the default (legacy) stream")
+    if _capture is not None:
+        raise CUDARuntimeError("cudaErrorIllegalState: the simulator captures one stream at a time, and "
+                               f"{_capture.stream!r} is capturing")
+    if _current_stream() is not stream:
+        raise RuntimeError("the simulator captures the current stream only: call begin_capture() inside "
+                           "`with stream:`")
+    _capture = _Capture(stream)
+
+
+def _end_capture(stream) -> "Graph":
+    global _capture
+    capture = _capture
+    if capture is None or capture.stream is not stream:
+        raise CUDARuntimeError("cudaErrorIllegalState: end_capture() on a stream that is not capturing")
+    _capture = None
+    capture.restore()
+    if capture.invalid is not None:
+        raise CUDARuntimeError(f"cudaErrorStreamCaptureInvalidated: the capture was invalidated by "
+                               f"{capture.invalid}")
+    return Graph(capture.calls, capture.kernels)
+
+
+class Graph:
+    """``cupy.cuda.Graph``: the work captured on a stream. ``launch()`` runs it again, in order,
+    on the buffers it was captured with (one launch on the host, whatever it holds)."""
+
+    def __init__(self, calls, kernels: int):
+        self._calls, self.kernels = tuple(calls), kernels
+
+    def launch(self, stream=None) -> None:
+        stats._launch("cuda_graph")
+        for call in self._calls:
+            call()
+
+    def upload(self, stream=None) -> None:
+        """Make the graph resident on the device (nothing to do here)."""
+
+    def __repr__(self) -> str:
+        return f"<Graph of {self.kernels} kernels (simulated)>"
+
+
+def capture_kernel(run) -> None:
+    """Run an emulated kernel launch (``run()``, no arguments), recording it while capturing."""
+    run()
+    if _capture is not None:
+        _capture.record(run)
+
+
+def _array_leaves(value, found) -> list:
+    if isinstance(value, (np.ndarray, np.generic)):
+        found.append(value)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _array_leaves(item, found)
+    return found
+
+
+def _captured_call(run, name: str, outs, dev):
+    """An op while the current stream captures: refuse what CuPy refuses, run it, put the buffers
+    it made in the allocator's memory, and record a call that redoes it into those buffers."""
+    if name in _GEMMS:
+        _refuse_while_capturing(f"cupy.{name}", "cublas")
+    result = run()
+    _count_launch(name, result, outs is not None)
+    if name in _DEVICE_BOOL:
+        result = np.asarray(result)
+        run = (lambda inner: lambda: np.asarray(inner()))(run)
+    leaves = _array_leaves(result, [])
+    new = [i for i, leaf in enumerate(leaves) if _is_new_buffer(leaf)]
+    if not new:
+        if outs is not None or name in _WRITES_IN_PLACE:
+            _capture.record(run)
+        return outs if outs is not None else _wrap(result, dev)
+    targets = [_place(np.asarray(leaves[i])) for i in new]
+
+    def replay():
+        values = _array_leaves(run(), [])
+        for i, target in zip(new, targets):
+            np.copyto(target, values[i], casting="unsafe")
+    _capture.record(replay)
+    placed = iter(targets)
+    index = iter(range(len(leaves)))
+
+    def rebuild(value):
+        if isinstance(value, (np.ndarray, np.generic)):
+            return next(placed) if next(index) in new else value
+        if isinstance(value, tuple) and not hasattr(value, "_fields"):
+            return tuple(rebuild(v) for v in value)
+        if isinstance(value, list):
+            return [rebuild(v) for v in value]
+        return value
+    return _wrap(rebuild(result), dev)
+
+
+def cublas_gemm(a, b, out=None):
+    """``a @ b`` (into ``out`` if given) as tinynet calls cuBLAS directly on a GPU (not through
+    CuPy's wrappers): counted as a GEMM, and allowed while a stream captures."""
+    return _call(np.matmul, _DIRECT_GEMM, (a, b), {} if out is None else {"out": out})
+
+
+# ----------------------------------------------------------------------- allocators, memory
+class Memory:
+    """``cupy.cuda.Memory``: ``size`` bytes of device memory of its own."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self._bytes = np.empty(self.size, np.uint8)
+        _track(self._bytes)
+        self.device_id = _current_id()
+
+    @property
+    def ptr(self) -> int:
+        return self._bytes.__array_interface__["data"][0]
+
+
+class MemoryPointer:
+    """``cupy.cuda.MemoryPointer``: ``offset`` bytes into a :class:`Memory`; what an allocator
+    returns. ``ptr + n`` is another pointer into the same memory."""
+
+    def __init__(self, mem: Memory, offset: int):
+        self.mem, self.offset = mem, int(offset)
+        self.device_id = mem.device_id
+
+    @property
+    def ptr(self) -> int:
+        return self.mem.ptr + self.offset
+
+    @property
+    def device(self) -> Device:
+        return Device(self.device_id)
+
+    def __add__(self, offset: int) -> "MemoryPointer":
+        return MemoryPointer(self.mem, self.offset + int(offset))
+
+    def _view(self, nbytes: int) -> np.ndarray:
+        if self.offset < 0 or self.offset + nbytes > self.mem.size:
+            raise ValueError(f"MemoryPointer: {nbytes} bytes at offset {self.offset} run past the end of a "
+                             f"{self.mem.size}-byte Memory")
+        return self.mem._bytes[self.offset:self.offset + nbytes]
+
+
+def _pool_malloc(size: int) -> MemoryPointer:
+    _refuse_while_capturing(f"{int(size)} bytes", "alloc")
+    return MemoryPointer(Memory(size), 0)
+
+
+def alloc(size: int) -> MemoryPointer:
+    """``cupy.cuda.alloc``: ``size`` bytes from the current allocator (the pool by default)."""
+    return (_allocator or _pool_malloc)(size)
+
+
+def set_allocator(allocator=None) -> None:
+    """``cupy.cuda.set_allocator``: every later device allocation calls ``allocator(nbytes)``
+    (None: the memory pool again)."""
+    global _allocator
+    _allocator = allocator
+
+
+def get_allocator():
+    return _allocator or _pool_malloc
+
+
+@contextlib.contextmanager
+def using_allocator(allocator=None):
+    """``cupy.cuda.using_allocator``: :func:`set_allocator` for the block."""
+    global _allocator
+    previous, _allocator = _allocator, allocator
+    try:
+        yield
+    finally:
+        _allocator = previous
+
+
+def _place(a: np.ndarray) -> np.ndarray:
+    """Where a buffer an op just made lives: the pool (``a`` itself, counted) unless an allocator
+    is installed, which then gives the memory that ``a``'s values are copied into. Views of
+    existing buffers stay as they are. While capturing without an allocator: refused."""
+    if _allocator is None and _capture is None:  # the usual case
+        _track(a)
+        return a
+    if a.nbytes == 0 or id(_owner(a)) in _buffers:
+        _track(a)
+        return a
+    if _allocator is None:
+        _refuse_while_capturing(f"{a.nbytes} bytes for an array of shape {a.shape}", "alloc")
+    pointer = _allocator(a.nbytes)
+    if not isinstance(pointer, MemoryPointer):
+        raise TypeError(f"the installed allocator returned {type(pointer).__name__}, expected a "
+                        "cupy.cuda.MemoryPointer")
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    placed = np.ndarray(a.shape, a.dtype, buffer=pointer._view(a.nbytes), order=order)
+    placed[...] = a
+    _track(placed)
+    return placed
+
+
+_memory_pool.malloc = _pool_malloc
+
+
+cupy = _build_cupy()
+cupyx = _build_cupyx()
 
 
 # Register with tinynet.backend, so that get_array_module recognises SimArrays.

@@ -93,9 +93,10 @@ def evaluate(model, loader, loss_fn=None, num_classes: int = 10, compile: bool =
     predictions, targets, loss_sum, count = [], [], None, 0
     for x, y in loader:
         batch_loss, predicted = step(x, y)
+        # clone(): a step replayed as a CUDA graph returns the same output buffers every call
         if batch_loss is not None:
-            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-        predictions.append(predicted)
+            loss_sum = batch_loss.clone() if loss_sum is None else loss_sum + batch_loss
+        predictions.append(predicted.clone())
         targets.append(y)
         count += y.shape[0]
     model.train(was_training)
@@ -253,8 +254,9 @@ def _train_one_epoch(train_step, model, loader, epoch, epochs, log_every, progre
     for step, (x, y) in enumerate(bar, 1):
         batch_loss, batch_correct = train_step(x, y)
         with no_grad():
-            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-            correct = batch_correct if correct is None else correct + batch_correct
+            # clone(): a step replayed as a CUDA graph returns the same output buffers every call
+            loss_sum = batch_loss.clone() if loss_sum is None else loss_sum + batch_loss
+            correct = batch_correct.clone() if correct is None else correct + batch_correct
         seen += y.shape[0]
         if progress and step % log_every == 0:
             rate = seen / (time.perf_counter() - began)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function
+from ..kernels import gemm
 from ..kernels.dispatch import uses_cuda
 from ..kernels.im2col import col2im, im2col, output_size
 from ..tensor import Tensor
@@ -54,7 +55,7 @@ class Conv2d(Function):
         cols = im2col(x, *geometry)                                    # (C*kh*kw, N*OH*OW)
         cols_by_group = cols.reshape(groups, -1, cols.shape[1])        # (G, C/G*kh*kw, N*OH*OW)
         weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
-        out = xp.matmul(weight_by_group, cols_by_group).reshape(c_out, n, out_h, out_w)
+        out = gemm.matmul(xp, weight_by_group, cols_by_group).reshape(c_out, n, out_h, out_w)
         if uses_cuda(out) and (bias is None or (bias.dtype == out.dtype and bias.flags.c_contiguous)):
             from ..kernels.cuda.conv import bias_to_nchw_cuda
             out = bias_to_nchw_cuda(out, bias)  # the two lines below in one GPU kernel
@@ -90,14 +91,14 @@ class Conv2d(Function):
             if need_bias:
                 grad_bias = grad.sum(axis=(0, 2, 3))
         if need_x:
-            grad_cols = xp.matmul(weight_by_group.transpose(0, 2, 1), grad_by_group)
+            grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
             grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *ctx.geometry)
             if ctx.unbatched:
                 grad_x = grad_x[0]
         if need_weight:
             # out=: straight into the weight's reserved .grad storage when the engine offers it
             by_group = None if out_weight is None else out_weight.reshape(ctx.groups, c_out // ctx.groups, -1)
-            grad_weight = xp.matmul(grad_by_group, cols_by_group.transpose(0, 2, 1), out=by_group)
+            grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1), out=by_group)
             grad_weight = grad_weight.reshape(ctx.weight_shape) if out_weight is None else out_weight
         return grad_x, grad_weight, grad_bias
 

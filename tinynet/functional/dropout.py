@@ -17,6 +17,7 @@ import weakref
 
 from ..autograd import Function
 from ..kernels.dispatch import uses_cuda
+from .. import random as _random
 from ..random import generator_for
 from ..tensor import Tensor
 from .activation import finish_inplace
@@ -95,6 +96,16 @@ def _philox_state(generator, xp):
         reseed(entry[2], seed)
         entry[:2] = seed, rng
     return entry[2]
+
+
+def _follow_reseed(generator) -> None:
+    """Restart ``generator``'s device Philox state as soon as it is reseeded (a CUDA graph
+    draws masks from it without running :func:`_philox_state`)."""
+    if generator in _philox_states:
+        _philox_state(generator, None)
+
+
+_random._on_manual_seed.append(_follow_reseed)
 
 
 def _check(op: str, input, p) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from .. import backends
 from .. import dtypes as _dt
 from ..autograd import Function
+from ..kernels import gemm
 from ..tensor import Tensor
 
 __all__ = ["matmul", "linear"]
@@ -73,7 +74,7 @@ class MatMul(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         backends.prepare_gemm(ctx.xp)
-        return ctx.xp.asarray(ctx.xp.matmul(a, b))  # asarray: NumPy gives a scalar for 1-D @ 1-D
+        return ctx.xp.asarray(gemm.matmul(ctx.xp, a, b))  # asarray: NumPy gives a scalar for 1-D @ 1-D
 
     @staticmethod
     def backward(ctx, grad):
@@ -87,11 +88,11 @@ class MatMul(Function):
             a, grad = a[None, :], grad[..., None, :]
         grad_a = grad_b = None
         if need_a:
-            grad_a = grad @ _swap_last(b)  # (..., n, m) @ (..., m, k)
+            grad_a = gemm.matmul(ctx.xp, grad, _swap_last(b))  # (..., n, m) @ (..., m, k)
             if a_vector:
                 grad_a = grad_a[..., 0, :]
         if need_b:
-            grad_b = _swap_last(a) @ grad  # (..., k, n) @ (..., n, m)
+            grad_b = gemm.matmul(ctx.xp, _swap_last(a), grad)  # (..., k, n) @ (..., n, m)
             if b_vector:
                 grad_b = grad_b[..., 0]
         return grad_a, grad_b
@@ -129,7 +130,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         backends.prepare_gemm(ctx.xp)
-        y = x @ weight.T
+        y = gemm.matmul(ctx.xp, x, weight.T)
         return y if bias is None else y + bias
 
     @staticmethod
@@ -137,13 +138,13 @@ class Linear(Function):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]  # no bias: two inputs
         backends.prepare_gemm(ctx.xp)
-        grad_x = grad @ weight if need_x else None
+        grad_x = gemm.matmul(ctx.xp, grad, weight) if need_x else None
         grad_w = None
         if need_w:
             rows_grad = grad.reshape(-1, weight.shape[0])
             rows_x = x.reshape(-1, weight.shape[1])
             # out=: straight into the weight's reserved .grad storage when the engine offers it
-            grad_w = ctx.xp.matmul(rows_grad.T, rows_x, out=ctx.grad_out[1] if ctx.grad_out else None)
+            grad_w = gemm.matmul(ctx.xp, rows_grad.T, rows_x, out=ctx.grad_out[1] if ctx.grad_out else None)
         return grad_x, grad_w, (grad if need_b else None)
 
 

@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
+from ..kernels import gemm
 from ..kernels.im2col import col2im, im2col
 from ..kernels.pool import max_pool2d_backward, max_pool2d_forward
 from ..tensor import Tensor
@@ -95,13 +96,13 @@ class AdaptiveAvgPool2d(Function):
         rows = xp.asarray(_averaging_matrix(x.shape[-2], output_size[0]), dtype=x.dtype)
         columns = xp.asarray(_averaging_matrix(x.shape[-1], output_size[1]), dtype=x.dtype)
         ctx.save_for_backward(rows, columns)
-        return xp.matmul(xp.matmul(rows, x), columns.T)
+        return gemm.matmul(xp, gemm.matmul(xp, rows, x), columns.T)
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
         rows, columns = ctx.saved_tensors
-        return xp.matmul(xp.matmul(rows.T, grad), columns)
+        return gemm.matmul(xp, gemm.matmul(xp, rows.T, grad), columns)
 
 
 def _averaging_matrix(size: int, out: int) -> np.ndarray:

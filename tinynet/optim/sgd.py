@@ -75,6 +75,7 @@ def _sgd_multi_tensor(params, state: dict, group: dict) -> None:
     two when some take their first momentum step and others do not: the kernel sets a first
     step's buffer to the gradient (allocated here, once) and folds the gradient into the others."""
     from ..kernels.cuda.optim import fusable, sgd_step_cuda
+    from ..kernels.cuda.scalars import device_scalars
     momentum = group["momentum"]
     rows = {True: [], False: []}   # first step?
     for p in params:
@@ -87,7 +88,9 @@ def _sgd_multi_tensor(params, state: dict, group: dict) -> None:
         rows[first_step].append((p.data, p.grad.data, None if buf is None else buf.data))
     for first_step, group_rows in rows.items():
         if group_rows:
-            sgd_step_cuda(group_rows, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+            # The learning rate: an argument, or in a CUDA graph read from device memory (scalars.py).
+            hyper = device_scalars(("sgd", id(group)), lambda: (group["lr"],), like=group_rows[0][0])
+            sgd_step_cuda(group_rows, hyper=hyper, momentum=momentum, dampening=group["dampening"],
                           weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                           maximize=group["maximize"], first_step=first_step)
 

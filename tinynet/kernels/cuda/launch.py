@@ -309,7 +309,7 @@ class CudaModule:
         grid, block = self.check(kernel, key, grid, block, args, shared_mem, sim.SimArray,
                                  static_shared=module.static_shared(kernel))
         sim.stats._launch(f"{self.name}.{kernel}")
-        module.run(kernel, grid, block, args, shared_mem)
+        sim.capture_kernel(lambda: module.run(kernel, grid, block, args, shared_mem))  # recorded while capturing
 
     def check(self, kernel: str, dtype, grid, block, args, shared_mem, array_type, static_shared: int = 0):
         """Raise :class:`LaunchError` unless ``args`` match ``kernel``'s C parameters (arrays of

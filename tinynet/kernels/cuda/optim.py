@@ -19,9 +19,12 @@ interact, so there are no atomics.
 The tables are built on the host and copied to the device once per set of arrays
 (:func:`pointer_table`, cached by the addresses themselves): a step whose parameters, gradients
 and state stay where they are (see ``Optimizer._reserve_grads``) copies nothing, as CUDA graph
-capture requires. The hyper-parameters (lr, Adam's bias corrections) are kernel arguments,
-read from ``param_groups`` at every step, so schedulers work; a captured graph would freeze
-them, and will need them in device memory instead.
+capture requires. The numbers that change from step to step (the learning rate, Adam's bias
+corrections) come as kernel arguments, or, in a step captured into a CUDA graph (which freezes
+kernel arguments), from a small device array ``hyper`` written before each launch, so that a
+scheduler's new learning rate and the next step count reach the graph
+(:func:`tinynet.kernels.cuda.scalars.device_scalars`). The other hyper-parameters are kernel
+arguments.
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ import numpy as np
 from ...backend import get_array_module
 from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
 
-__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_step_cuda", "total_norm_cuda", "clip_scale_cuda",
-           "NORM_MODES"]
+__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_hyper", "adam_step_cuda", "total_norm_cuda",
+           "clip_scale_cuda", "NORM_MODES"]
 
 _SOURCE = r"""
 // The tensor that holds element i of the concatenation: the last t with offsets[t] <= i.
@@ -46,9 +49,11 @@ __device__ int tensor_of(const long long* offsets, int n_tensors, long long i) {
 
 // SGD. Table row: parameter, gradient, momentum buffer (0 without momentum).
 extern "C" __global__ void sgd_step(const long long* table, const long long* offsets, int n_tensors,
-                                    T lr, T weight_decay, T momentum, T one_minus_dampening,
+                                    const T* hyper, int hyper_from_memory, T lr_argument,
+                                    T weight_decay, T momentum, T one_minus_dampening,
                                     int maximize, int nesterov, int first_step) {
     long long total = offsets[n_tensors];
+    T lr = hyper_from_memory ? hyper[0] : lr_argument;   // from memory in a CUDA graph
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         int t = tensor_of(offsets, n_tensors, i);
@@ -70,10 +75,16 @@ extern "C" __global__ void sgd_step(const long long* table, const long long* off
 // Adam and AdamW. Table row: parameter, gradient, exp_avg, exp_avg_sq, max_exp_avg_sq (0
 // without amsgrad). All tensors of one launch are at the same step (one bias correction).
 extern "C" __global__ void adam_step(const long long* table, const long long* offsets, int n_tensors,
-                                     T weight_decay, T decay, T one_minus_beta1, T beta2, T one_minus_beta2,
-                                     T eps, T step_size, T bias_correction2_sqrt,
-                                     int maximize, int decoupled, int amsgrad) {
+                                     const T* hyper, int hyper_from_memory, T decay_argument,
+                                     T step_size_argument, T bias_correction2_sqrt_argument,
+                                     T weight_decay, T one_minus_beta1, T beta2,
+                                     T one_minus_beta2, T eps, int maximize, int decoupled, int amsgrad) {
     long long total = offsets[n_tensors];
+    // 1 - lr * weight_decay, lr / (1 - beta1^step), sqrt(1 - beta2^step) (see adam_hyper):
+    // from memory in a CUDA graph, else the arguments
+    T decay = hyper_from_memory ? hyper[0] : decay_argument;
+    T step_size = hyper_from_memory ? hyper[1] : step_size_argument;
+    T bias_correction2_sqrt = hyper_from_memory ? hyper[2] : bias_correction2_sqrt_argument;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         int t = tensor_of(offsets, n_tensors, i);
@@ -188,27 +199,37 @@ def _launch(kernel: str, rows, *scalars) -> None:
                    (table, offsets, np.int32(len(rows))) + scalars)
 
 
-def sgd_step_cuda(rows, *, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
+def sgd_step_cuda(rows, *, hyper, momentum, dampening, weight_decay, nesterov, maximize, first_step):
     """One SGD step (see :class:`tinynet.optim.SGD`) of every tensor in ``rows``, in one launch.
 
     ``rows``: one ``(param, grad, momentum_buffer or None)`` per parameter, C-contiguous arrays
-    of one dtype, updated in place. On the ``first_step`` the buffers are set to the gradient."""
+    of one dtype, updated in place. On the ``first_step`` the buffers are set to the gradient.
+    ``hyper``: ``device_scalars`` of the learning rate."""
     dtype = rows[0][0].dtype.type
-    _launch("sgd_step", rows, dtype(lr), dtype(weight_decay), dtype(momentum), dtype(1 - dampening),
-            np.int32(maximize), np.int32(nesterov), np.int32(first_step))
+    array, numbers, from_memory = hyper
+    _launch("sgd_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(weight_decay), dtype(momentum),
+            dtype(1 - dampening), np.int32(maximize), np.int32(nesterov), np.int32(first_step))
 
 
-def adam_step_cuda(rows, *, lr, beta1, beta2, eps, weight_decay, step, maximize, decoupled_weight_decay,
-                   amsgrad):
-    """One Adam/AdamW step (see :class:`tinynet.optim.Adam`) at step number ``step`` (1 for the
-    first) of every tensor in ``rows``, in one launch.
+def adam_hyper(lr, beta1, beta2, weight_decay, step) -> tuple:
+    """The numbers of an Adam step that change with the learning rate and the step number
+    (1 for the first): ``(1 - lr * weight_decay, lr / (1 - beta1^step), sqrt(1 - beta2^step))``,
+    the ``hyper`` array of :func:`adam_step_cuda`."""
+    return 1 - lr * weight_decay, lr / (1 - beta1 ** step), (1 - beta2 ** step) ** 0.5
+
+
+def adam_step_cuda(rows, *, hyper, beta1, beta2, eps, weight_decay, maximize, decoupled_weight_decay, amsgrad):
+    """One Adam/AdamW step (see :class:`tinynet.optim.Adam`) of every tensor in ``rows``, in one
+    launch, all at one step number.
 
     ``rows``: one ``(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq or None)`` per parameter,
-    C-contiguous arrays of one dtype, updated in place."""
+    C-contiguous arrays of one dtype, updated in place. ``hyper``: ``device_scalars`` of
+    :func:`adam_hyper` of the learning rate and step number."""
     dtype = rows[0][0].dtype.type
-    _launch("adam_step", rows, dtype(weight_decay), dtype(1 - lr * weight_decay), dtype(1 - beta1), dtype(beta2),
-            dtype(1 - beta2), dtype(eps), dtype(lr / (1 - beta1 ** step)), dtype((1 - beta2 ** step) ** 0.5),
-            np.int32(maximize), np.int32(decoupled_weight_decay), np.int32(amsgrad))
+    array, numbers, from_memory = hyper
+    _launch("adam_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(numbers[1]), dtype(numbers[2]),
+            dtype(weight_decay), dtype(1 - beta1), dtype(beta2), dtype(1 - beta2),
+            dtype(eps), np.int32(maximize), np.int32(decoupled_weight_decay), np.int32(amsgrad))
 
 
 NORM_MODES = {2.0: 2, 1.0: 1, float("inf"): 3}   # others with p > 0: mode 4
