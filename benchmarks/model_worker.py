@@ -82,11 +82,23 @@ def load_batches(framework: str, path: str, batch: int, device: str, dtype: str)
 
 
 # ----------------------------------------------------------------------------- the runs
-def kernel_launches_per_step(trainer, x, y):
-    """Kernel launches in one training step, counted on the simulated CUDA device: the place for
-    the launch counter that the simulated device is getting (not merged yet). Until then None,
-    and the results show n/a."""
-    return None
+def kernel_launches_per_step(framework: str, spec):
+    """Kernel launches in one training step of ``spec``'s model, counted on the simulated CUDA
+    device (``benchmarks/launches.py``; the count is the same on every machine). Where CuPy
+    sees a GPU, the count runs in a child process that hides it. None for PyTorch."""
+    if framework != "tinynet":
+        return None
+    import tinynet
+    if not tinynet.backend.cuda_available():
+        import launches
+        return launches.launches_per_step(spec, harness.load_example(spec.example))["launches"]
+    import os
+    import subprocess
+    code = ("import json, harness, models, launches; spec = models.SPECS[%r]; "
+            "print(launches.launches_per_step(spec, harness.load_example(spec.example))['launches'])" % spec.name)
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.abspath(__file__)),
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True)
+    return int(done.stdout.split()[-1]) if done.returncode == 0 else None
 
 
 def timed_run(framework: str, spec, job: dict, state: dict) -> dict:
@@ -121,7 +133,7 @@ def timed_run(framework: str, spec, job: dict, state: dict) -> dict:
         result["instructions"] = len(compiled.program(*last))
         # On a GPU the compiled step is one CUDA graph launch, unless its capture failed (why):
         result["cuda_graph"] = compiled.graph(*last) is not None or compiled.graph_fallback_reason(*last)
-    result["launches_per_step"] = kernel_launches_per_step(trainers[framework], *data[-1])
+    result["launches_per_step"] = kernel_launches_per_step(framework, spec)
     return result
 
 

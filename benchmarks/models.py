@@ -481,7 +481,7 @@ def write_results(rows, env, args, data_note) -> list:
                          "activations, temporaries; not the weights), each framework in a fresh process on the first "
                          "batch, after a throwaway warm-up step that loads the compiled kernels." if args.device == "cpu" else
                          "CuPy memory-pool growth / torch.cuda.max_memory_allocated over 3 steps, each in a fresh process."),
-        "- launches/step: kernel launches per training step on the simulated device (n/a: not counted yet).",
+        "- launches/step: kernel launches per tinynet training step (batch 2), counted on the simulated CUDA device (benchmarks/launches.py): what a GPU would queue, the same on every machine.",
         "- noise: interquartile range of the step times over their median; load: the 1-minute load average when "
         "each of the row's processes started (other processes share the machine).",
     ]

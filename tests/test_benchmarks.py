@@ -55,6 +55,7 @@ def test_models_benchmark_runs_and_losses_agree(tmp_path):
         check = r["loss_check"]
         assert check["pass"] and abs(check["tinynet"] - check["torch"]) < 1e-3 * abs(check["torch"]), check
         assert r["overhead"]["ops_per_step"] > 10 and r["overhead"]["engine_us_per_op"] > 0
+        assert r["tinynet"]["launches_per_step"] > r["overhead"]["ops_per_step"] and r["torch"].get("launches_per_step") is None
         assert r["peak_mb"]["tinynet"] is not None and r["peak_mb"]["torch"] is not None
         assert len(r["load_1min"]) == 4
     # lenet has no dropout: its timed run is the check; pytorch_example's needs a dropout-free rerun
