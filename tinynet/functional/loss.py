@@ -323,7 +323,8 @@ class NLLLoss(Function):
             return (nll_backward_cuda(ctx.shape, target, sample_weight, grad, ctx.ignore_index,
                                       ctx.count if ctx.reduction == "mean" else None), None, None, None, None)
         label, sample_weight, bad = ctx.saved_tensors
-        per_sample = _reduce_backward(grad, ctx.reduction, ctx.count) * sample_weight
+        with np.errstate(invalid="ignore"):  # 'mean' with every sample ignored: 0 * (1/0) = NaN, as PyTorch
+            per_sample = _reduce_backward(grad, ctx.reduction, ctx.count) * sample_weight
         grad_x = -_one_hot(xp, label, ctx.num_classes, sample_weight.dtype) * per_sample[..., None]
         if bad is not None:
             grad_x = xp.where(bad[..., None], xp.nan, grad_x)
