@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import get_array_module
-from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
+from .launch import THREADS, CudaModule, blocks_for, reduce_threads_for
 from .reduce import BLOCK_SUM
 
 __all__ = ["bias_to_nchw_cuda", "nchw_to_channels_cuda"]
@@ -75,7 +75,7 @@ def nchw_to_channels_cuda(grad, need_bias: bool, out_bias=None):
     grad_cm = xp.empty((c, grad.size // c if c else 0), dtype=grad.dtype)
     grad_bias = (xp.empty(c, dtype=grad.dtype) if out_bias is None else out_bias) if need_bias else None
     if grad.size:
-        _module.launch("nchw_to_channels", grad.dtype, (c,), (REDUCE_THREADS,),
+        _module.launch("nchw_to_channels", grad.dtype, (c,), (reduce_threads_for(grad.size // c),),
                        (grad, grad_cm, grad_cm if grad_bias is None else grad_bias, np.int32(need_bias),
                         np.int64(n), np.int64(c), np.int64(grad.size // (n * c))))
     return grad_cm, grad_bias

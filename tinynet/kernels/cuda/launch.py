@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["THREADS", "REDUCE_THREADS", "MAX_BLOCKS", "MAX_THREADS_PER_BLOCK", "MAX_SHARED_MEMORY",
+__all__ = ["THREADS", "REDUCE_THREADS", "reduce_threads_for", "MAX_BLOCKS", "MAX_THREADS_PER_BLOCK", "MAX_SHARED_MEMORY",
            "COMMON_PRELUDE", "CudaModule", "LaunchError", "Param", "Kernel", "parse_kernels", "blocks_for",
            "registered_modules"]
 
@@ -68,6 +68,17 @@ _CHECK_ON_GPU = os.environ.get("TINYNET_CHECK_LAUNCHES", "").strip().lower() not
 class LaunchError(ValueError):
     """A kernel launch that a GPU would refuse or misread: an argument that does not match the
     kernel's C parameter, or a grid, block or shared-memory size beyond a GPU's limits."""
+
+
+def reduce_threads_for(count: int) -> int:
+    """Threads for a block that reduces ``count`` items (a kernel striding by ``blockDim.x`` and
+    summing with ``block_sum``): the power of two that covers ``count``, from one warp (32) up to
+    ``REDUCE_THREADS``. Fewer idle threads when the work is small (a deep layer's 2x2 channels),
+    which also keeps the CPU emulator, which runs every thread, fast on the tests' small shapes."""
+    threads = 32
+    while threads < min(int(count), REDUCE_THREADS):
+        threads *= 2
+    return threads
 
 
 def blocks_for(count: int, threads: int = THREADS) -> int:

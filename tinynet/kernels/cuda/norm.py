@@ -5,7 +5,8 @@ The formulas are those of :class:`tinynet.functional.norm.BatchNorm`. The input 
 (N, C, S) with S the product of the spatial sizes; channel c owns the M = N*S values
 ``x[:, c, :]``, numbered k = n*S + s.
 
-Parallel decomposition: block c (of ``REDUCE_THREADS`` threads) handles channel c alone.
+Parallel decomposition: block c (of up to ``REDUCE_THREADS`` threads, fewer for small channels:
+``reduce_threads_for``) handles channel c alone.
 Thread t visits the values k = t, t + T, t + 2T, ... of its channel (T threads per block) and
 keeps a partial sum; ``block_sum`` (:mod:`.reduce`) then adds the T partial sums in shared memory as a tree
 (T/2 threads add pairs, then T/4, ... : log2(T) steps, with ``__syncthreads()`` between them so
@@ -30,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import get_array_module
-from .launch import REDUCE_THREADS, CudaModule
+from .launch import CudaModule, reduce_threads_for
 from .reduce import BLOCK_SUM
 
 __all__ = ["batch_norm_forward_cuda", "batch_norm_backward_cuda"]
@@ -131,7 +132,7 @@ def batch_norm_forward_cuda(x, weight, bias, running_mean, running_var, momentum
     dtype = x.dtype.type
     has_running = running_mean is not None
     # The mean output stands in for absent optional vectors (the flags say not to touch them).
-    _module.launch("batch_norm_forward", x.dtype, (c,), (REDUCE_THREADS,),
+    _module.launch("batch_norm_forward", x.dtype, (c,), (reduce_threads_for(count),),
                    (x3, mean if weight is None else weight, mean if bias is None else bias,
                     running_mean if has_running else mean, running_var if has_running else mean,
                     y, x_hat, mean, inv_std, np.int64(n), np.int64(c), np.int64(x3.shape[2]),
@@ -157,7 +158,7 @@ def batch_norm_backward_cuda(grad, x_hat, inv_std, weight, need_x=True, out_weig
     grad_x = xp.empty_like(g3) if need_x else g3   # a stand-in, not written, when not needed
     grad_weight = xp.empty(c, dtype=grad.dtype) if out_weight is None else out_weight
     grad_bias = xp.empty(c, dtype=grad.dtype) if out_bias is None else out_bias
-    _module.launch("batch_norm_backward", grad.dtype, (c,), (REDUCE_THREADS,),
+    _module.launch("batch_norm_backward", grad.dtype, (c,), (reduce_threads_for(g3.size // c if c else 0),),
                    (g3, xh3, inv_std, inv_std if weight is None else weight, grad_x, grad_weight, grad_bias,
                     np.int64(n), np.int64(c), np.int64(g3.shape[2]), np.int32(weight is not None),
                     np.int32(need_x)))
