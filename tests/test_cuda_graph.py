@@ -5,7 +5,7 @@ graph's launch re-runs the recorded calls on the same buffers, and what CUDA ref
 capture raises), for every report model: capture succeeds; graph launches give the eager
 run's parameters and losses bit for bit; one graph launch replaces the step's dozens of
 kernel launches. Dropout draws a new mask on every launch and the same sequence for a seed; a
-scheduler's new learning rate reaches the graph without a new capture (SGD and Adam); a step
+scheduler's new learning rate reaches the graph without a new capture (SGD, Adam, Adagrad); a step
 that reads the loss on the host, or that cannot be captured, says why and still gives the eager
 results. The capture rules themselves: allocation from the pool, synchronisation, device-to-host
 and pageable host-to-device copies, CuPy's cuBLAS and cuRAND calls all raise during capture.
@@ -118,7 +118,8 @@ def test_dropout_masks_are_new_on_every_graph_launch_and_follow_the_seed():
 @pytest.mark.parametrize("make_optimizer", [
     lambda params: optim.SGD(params, lr=0.1, momentum=0.9),
     lambda params: optim.Adam(params, lr=0.01),
-], ids=["SGD", "Adam"])
+    lambda params: optim.Adagrad(params, lr=0.1, lr_decay=0.1),   # its step count decays the rate too
+], ids=["SGD", "Adam", "Adagrad"])
 def test_a_schedulers_learning_rate_reaches_the_graph_without_a_new_capture(make_optimizer):
     batches = _images("cuda", 8, 4)
 

@@ -3,7 +3,8 @@
 On a GPU a small model's step time is about (launches per step) x (host time per launch), so
 the number of launches is held down here, model by model (``tinynet.launch_count``): a change
 that adds launches to a step fails until its limit below is raised on purpose. The optimiser
-step is at most 2 launches and ``zero_grad()`` none. Limits for a batch of 2 (the count does
+step is at most 2 launches, for the report models' optimisers and every other one, and
+``zero_grad()`` none. Limits for a batch of 2 (the count does
 not depend on the batch size); measured with the CUDA C kernels run by the emulator, which
 needs a C++ compiler (without one the step runs the NumPy references, which launch more, and
 these tests skip).
@@ -90,3 +91,30 @@ def test_launches_per_autograd_op_target(name):
     a model meets it, this fails until its xfail is removed."""
     counts, summary = _counted(name)
     assert counts["launches"] <= MAX_LAUNCHES_PER_OP * counts["ops"], summary
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.Adadelta(ps, weight_decay=0.1),
+                                  lambda ps: optim.RMSprop(ps, momentum=0.9, centered=True),
+                                  lambda ps: optim.RMSprop(ps, lr=0.01),
+                                  lambda ps: optim.Adagrad(ps, lr_decay=0.1)],
+                         ids=["Adadelta", "RMSprop-momentum-centered", "RMSprop", "Adagrad"])
+@pytest.mark.parametrize("warmup", [0, 1], ids=["first-step", "later-step"])
+def test_every_optimizer_steps_in_at_most_two_launches(make, warmup):
+    """The optimisers the report models do not use, on the mlp's 11 parameters: at most 2
+    multi-tensor kernel launches from the first step on, and nothing else after it (the first
+    step also makes the state: a zeros_like per buffer, and copies the pointer table)."""
+    if not _emulated():
+        pytest.skip("the CUDA C emulator is not available here (no C++ compiler): the simulated device "
+                    "runs the NumPy references")
+    tinynet.manual_seed(0)
+    model = SPECS["mlp"].build(_example(SPECS["mlp"].example)).to("cuda")
+    optimizer = make(model.parameters())
+    rng = np.random.default_rng(0)
+    x = tinynet.tensor(rng.random((2, 1, 28, 28), dtype=np.float32), device="cuda")
+    y = tinynet.tensor(rng.integers(0, 10, 2), device="cuda")
+    counts = count_training_step(model, optimizer, F.cross_entropy, x, y, warmup=warmup)
+    kernels = {name: n for name, n in counts["names"].items() if name.startswith("optim.")}
+    assert len(list(model.parameters())) > 2 and 1 <= sum(kernels.values()) <= MAX_OPTIMIZER_LAUNCHES, kernels
+    if warmup:
+        assert counts["optimizer"] <= MAX_OPTIMIZER_LAUNCHES, counts["names"]
+    assert counts["zero_grad"] == 0

@@ -24,6 +24,7 @@ Modules:
                the GPU dropout kernel).
   ``special``  ``erf`` (numba ufunc on the CPU, CuPy's on the GPU), for the exact GELU.
   ``cuda``     the GPU kernels: CUDA C sources with their launchers (im2col/col2im, max pool,
-               dropout masks), ``launch`` (CuPy) and ``emulate`` (the CPU emulator); batch norm,
-               cross-entropy and SGD/Adam are still ``numba.cuda`` until ported (see its ``__init__``).
+               dropout, batch norm, losses, activations, conv layout, the multi-tensor
+               optimisers; see its ``__init__``), ``launch`` (CuPy) and ``emulate`` (the CPU
+               emulator).
 """

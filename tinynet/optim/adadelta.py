@@ -46,15 +46,18 @@ class Adadelta(Optimizer):
 
     @recordable
     def step(self, closure=None):
-        """Perform one update of every parameter that has a gradient (see the class docstring)."""
+        """Perform one update of every parameter that has a gradient (see the class docstring).
+        On a GPU one kernel updates all of a group's parameters (:func:`_adadelta_multi_tensor`)."""
         loss = self._run_closure(closure)
         for group in self.param_groups:
+            params = self._multi_tensor_params(group)
+            if params is not None:
+                _adadelta_multi_tensor(self, params, group)
+                continue
             for p in group["params"]:
                 if p.grad is not None:
                     state = self.state[p]
-                    if len(state) == 0:  # buffers allocated once, updated in place from then on
-                        state.update(step=0, square_avg=Tensor._wrap(p.xp.zeros_like(p.data)),
-                                     acc_delta=Tensor._wrap(p.xp.zeros_like(p.data)))
+                    _init_state(p, state)
                     state["step"] += 1  # a host int, as Adam's (see adam.py)
                     adadelta_step(p.data, p.grad.data, state["square_avg"].data, state["acc_delta"].data,
                                   lr=group["lr"], rho=group["rho"], eps=group["eps"],
@@ -62,16 +65,37 @@ class Adadelta(Optimizer):
         return loss
 
 
+def _init_state(p: Tensor, state: dict) -> None:
+    """Allocate the buffers once, on the first step; every later step updates them in place."""
+    if len(state) == 0:
+        state.update(step=0, square_avg=Tensor._wrap(p.xp.zeros_like(p.data)),
+                     acc_delta=Tensor._wrap(p.xp.zeros_like(p.data)))
+
+
+def _adadelta_multi_tensor(optimizer: Optimizer, params, group: dict) -> None:
+    """:func:`adadelta_step` for all ``params`` (all with gradients, on the GPU) in one kernel
+    launch per step count (:meth:`Optimizer._multi_tensor_step`)."""
+    from ..kernels.cuda.optim import adadelta_step_cuda
+    for p in params:
+        _init_state(p, optimizer.state[p])
+    optimizer._multi_tensor_step(
+        params, group, ("square_avg", "acc_delta"), hyper=lambda step: (group["lr"],),
+        launch=lambda rows, hyper: adadelta_step_cuda(rows, hyper=hyper, rho=group["rho"], eps=group["eps"],
+                                                      weight_decay=group["weight_decay"],
+                                                      maximize=group["maximize"]))
+
+
 def adadelta_step(param, grad, square_avg, acc_delta, *, lr, rho, eps, weight_decay, maximize) -> None:
     """One Adadelta step on arrays, in place on ``param``, ``square_avg`` and ``acc_delta``, in
     the order of PyTorch's single-tensor implementation (so float32 results agree to rounding).
-    ``grad`` is not modified. A fused GPU kernel would compute the same per element."""
+    ``grad`` is not modified. The GPU kernel ``adadelta_step`` (``kernels/cuda/optim.py``)
+    computes the same per element."""
     xp = get_array_module(param)
     grad = regularised_grad(param, grad, weight_decay, maximize)
     # v = ρ·v + (1-ρ)·g·g
     tmp = accumulate_square_(square_avg, grad, rho)
     # Δ = sqrt(u + eps) / sqrt(v + eps) · g
-    delta = xp.add(acc_delta, eps)
+    delta = xp.add(acc_delta, eps, out=xp.empty_like(acc_delta))  # out=: an array even when 0-d
     xp.sqrt(delta, out=delta)
     xp.add(square_avg, eps, out=tmp)
     xp.sqrt(tmp, out=tmp)

@@ -54,9 +54,14 @@ class Adagrad(Optimizer):
 
     @recordable
     def step(self, closure=None):
-        """Perform one update of every parameter that has a gradient (see the class docstring)."""
+        """Perform one update of every parameter that has a gradient (see the class docstring).
+        On a GPU one kernel updates all of a group's parameters (:func:`_adagrad_multi_tensor`)."""
         loss = self._run_closure(closure)
         for group in self.param_groups:
+            params = self._multi_tensor_params(group)
+            if params is not None:
+                _adagrad_multi_tensor(self, params, group)
+                continue
             for p in group["params"]:
                 if p.grad is not None:
                     state = self.state[p]
@@ -67,15 +72,31 @@ class Adagrad(Optimizer):
         return loss
 
 
+def _adagrad_multi_tensor(optimizer: Optimizer, params, group: dict) -> None:
+    """:func:`adagrad_step` for all ``params`` (all with gradients, on the GPU) in one kernel
+    launch per step count (:meth:`Optimizer._multi_tensor_step`): one decayed learning rate each."""
+    from ..kernels.cuda.optim import adagrad_step_cuda
+    optimizer._multi_tensor_step(
+        params, group, ("sum",), hyper=lambda step: (adagrad_lr(group["lr"], group["lr_decay"], step),),
+        launch=lambda rows, hyper: adagrad_step_cuda(rows, hyper=hyper, eps=group["eps"],
+                                                     weight_decay=group["weight_decay"], maximize=group["maximize"]))
+
+
+def adagrad_lr(lr: float, lr_decay: float, step: int) -> float:
+    """The learning rate of step ``step`` (from 1): ``lr / (1 + (step - 1) * lr_decay)``."""
+    return lr / (1 + (step - 1) * lr_decay)
+
+
 def adagrad_step(param, grad, state_sum, *, step, lr, lr_decay, eps, weight_decay, maximize) -> None:
     """One Adagrad step (``step`` counts from 1) on arrays, in place on ``param`` and
     ``state_sum``, in the order of PyTorch's single-tensor implementation; ``grad`` is not
-    modified. A fused GPU kernel would compute the same per element."""
+    modified. The GPU kernel ``adagrad_step`` (``kernels/cuda/optim.py``) computes the same per
+    element."""
     xp = get_array_module(param)
     grad = regularised_grad(param, grad, weight_decay, maximize)
-    clr = lr / (1 + (step - 1) * lr_decay)
+    clr = adagrad_lr(lr, lr_decay, step)
     # s = s + g·g
-    tmp = xp.multiply(grad, grad)
+    tmp = xp.multiply(grad, grad, out=xp.empty_like(state_sum))  # out=: an array even when 0-d
     state_sum += tmp
     # θ = θ - lr_t · g / (sqrt(s) + eps)
     xp.sqrt(state_sum, out=tmp)

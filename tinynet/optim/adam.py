@@ -64,7 +64,7 @@ class Adam(Optimizer):
         for group in self.param_groups:
             params = self._multi_tensor_params(group)
             if params is not None:
-                _adam_multi_tensor(params, self.state, group)
+                _adam_multi_tensor(self, params, group)
                 continue
             for p in group["params"]:
                 if p.grad is not None:
@@ -100,36 +100,21 @@ def _init_state(p: Tensor, state: dict, group: dict) -> None:
             state["max_exp_avg_sq"] = Tensor._wrap(p.xp.zeros_like(p.data))
 
 
-def _adam_multi_tensor(params, state: dict, group: dict) -> None:
+def _adam_multi_tensor(optimizer: Optimizer, params, group: dict) -> None:
     """The Adam step of all ``params`` (all with gradients, on the GPU) in one kernel launch
-    per step count (one, unless some parameters joined later). The step counts advance, and
-    the bias corrections are computed from them, in ``hyper`` below: the host part of the
-    step, which runs before every launch of a CUDA graph that captured this step (see
-    :func:`tinynet.kernels.cuda.scalars.device_scalars`)."""
-    from ..kernels.cuda.optim import adam_hyper, adam_step_cuda, fusable
-    from ..kernels.cuda.scalars import device_scalars
-    names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
-    by_step: dict = {}   # step count so far -> (params, rows)
+    per step count (:meth:`Optimizer._multi_tensor_step`), the bias corrections computed from
+    the step count on the host."""
+    from ..kernels.cuda.optim import adam_hyper, adam_step_cuda
     for p in params:
-        s = state[p]
-        _init_state(p, s, group)
-        for name in names:
-            if not fusable(p.data, s[name].data):  # a loaded buffer of another layout
-                s[name].data = p.xp.ascontiguousarray(s[name].data, dtype=p.data.dtype)
-        buffers = [s[name].data for name in names]
-        ps, rows = by_step.setdefault(s["step"], ([], []))
-        ps.append(p)
-        rows.append((p.data, p.grad.data, *buffers, *([None] * (3 - len(names)))))
-    (beta1, beta2) = group["betas"]
-    for index, (ps, rows) in enumerate(by_step.values()):
-        def hyper(ps=ps):
-            for p in ps:
-                state[p]["step"] += 1
-            return adam_hyper(group["lr"], beta1, beta2, group["weight_decay"], state[ps[0]]["step"])
-        adam_step_cuda(rows, hyper=device_scalars(("adam", id(group), index), hyper, like=rows[0][0]),
-                       beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                       maximize=group["maximize"], decoupled_weight_decay=group["decoupled_weight_decay"],
-                       amsgrad=group["amsgrad"])
+        _init_state(p, optimizer.state[p], group)
+    beta1, beta2 = group["betas"]
+    optimizer._multi_tensor_step(
+        params, group, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None),
+        hyper=lambda step: adam_hyper(group["lr"], beta1, beta2, group["weight_decay"], step),
+        launch=lambda rows, hyper: adam_step_cuda(
+            rows, hyper=hyper, beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+            maximize=group["maximize"], decoupled_weight_decay=group["decoupled_weight_decay"],
+            amsgrad=group["amsgrad"]))
 
 
 def _adam_update(p: Tensor, state: dict, group: dict) -> None:

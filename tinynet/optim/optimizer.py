@@ -139,6 +139,35 @@ class Optimizer:
             reserve_grad(p, p.grad.data)
         return params
 
+    def _multi_tensor_step(self, params, group: dict, buffers, hyper, launch) -> None:
+        """The step of ``params`` (from :meth:`_multi_tensor_params`, their state made) by a
+        multi-tensor kernel: one launch per step count (one, unless some parameters joined later).
+
+        ``buffers``: the state names of the arrays in each parameter's table row after the
+        parameter and its gradient (None: an absent one, 0 in the table). ``hyper(step)``: the
+        numbers that change between steps (the learning rate, ...) at step count ``step`` (1 for
+        the first). ``launch(rows, hyper)`` runs the kernel on ``rows``, ``(param, grad, *buffers)``
+        arrays each. The step counts advance, and ``hyper`` is called, in the ``values`` of
+        :func:`~tinynet.kernels.cuda.scalars.device_scalars`: the host part of the step, which
+        runs before every launch of a CUDA graph that captured this step."""
+        from ..kernels.cuda.optim import fusable
+        from ..kernels.cuda.scalars import device_scalars
+        by_step: dict = {}   # step count so far -> (params, rows)
+        for p in params:
+            state = self.state[p]
+            for name in filter(None, buffers):
+                if not fusable(p.data, state[name].data):  # a loaded buffer of another layout
+                    state[name].data = p.xp.ascontiguousarray(state[name].data, dtype=p.data.dtype)
+            ps, rows = by_step.setdefault(state["step"], ([], []))
+            ps.append(p)
+            rows.append((p.data, p.grad.data, *(None if name is None else state[name].data for name in buffers)))
+        for index, (ps, rows) in enumerate(by_step.values()):
+            def values(ps=ps):
+                for p in ps:
+                    self.state[p]["step"] += 1
+                return hyper(self.state[ps[0]]["step"])
+            launch(rows, device_scalars((type(self).__name__, id(group), index), values, like=rows[0][0]))
+
     @staticmethod
     def _run_closure(closure):
         if closure is None:
@@ -218,8 +247,9 @@ def regularised_grad(param, grad, weight_decay: float, maximize: bool):
 def accumulate_square_(square_avg, grad, decay: float):
     """``square_avg = decay * square_avg + (1 - decay) * grad * grad`` in place, in PyTorch's
     order of operations; returns the scratch array it used (grad's shape), free for reuse."""
+    xp = get_array_module(square_avg)
     square_avg *= decay
-    tmp = get_array_module(grad).multiply(grad, 1 - decay)
+    tmp = xp.multiply(grad, 1 - decay, out=xp.empty_like(square_avg))  # out=: an array even when 0-d
     tmp *= grad
     square_avg += tmp
     return tmp

@@ -53,19 +53,18 @@ class RMSprop(Optimizer):
 
     @recordable
     def step(self, closure=None):
-        """Perform one update of every parameter that has a gradient (see the class docstring)."""
+        """Perform one update of every parameter that has a gradient (see the class docstring).
+        On a GPU one kernel updates all of a group's parameters (:func:`_rmsprop_multi_tensor`)."""
         loss = self._run_closure(closure)
         for group in self.param_groups:
+            params = self._multi_tensor_params(group)
+            if params is not None:
+                _rmsprop_multi_tensor(self, params, group)
+                continue
             for p in group["params"]:
                 if p.grad is not None:
                     state = self.state[p]
-                    if len(state) == 0:  # buffers allocated once, updated in place from then on
-                        zeros = p.xp.zeros_like
-                        state.update(step=0, square_avg=Tensor._wrap(zeros(p.data)))
-                        if group["momentum"] > 0:
-                            state["momentum_buffer"] = Tensor._wrap(zeros(p.data))
-                        if group["centered"]:
-                            state["grad_avg"] = Tensor._wrap(zeros(p.data))
+                    _init_state(p, state, group)
                     state["step"] += 1  # a host int, as Adam's (see adam.py)
                     buf, grad_avg = state.get("momentum_buffer"), state.get("grad_avg")
                     rmsprop_step(p.data, p.grad.data, state["square_avg"].data,
@@ -76,12 +75,38 @@ class RMSprop(Optimizer):
         return loss
 
 
+def _init_state(p: Tensor, state: dict, group: dict) -> None:
+    """Allocate the buffers once, on the first step; every later step updates them in place."""
+    if len(state) == 0:
+        zeros = p.xp.zeros_like
+        state.update(step=0, square_avg=Tensor._wrap(zeros(p.data)))
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = Tensor._wrap(zeros(p.data))
+        if group["centered"]:
+            state["grad_avg"] = Tensor._wrap(zeros(p.data))
+
+
+def _rmsprop_multi_tensor(optimizer: Optimizer, params, group: dict) -> None:
+    """:func:`rmsprop_step` for all ``params`` (all with gradients, on the GPU) in one kernel
+    launch per step count (:meth:`Optimizer._multi_tensor_step`)."""
+    from ..kernels.cuda.optim import rmsprop_step_cuda
+    for p in params:
+        _init_state(p, optimizer.state[p], group)
+    momentum, centered = group["momentum"], group["centered"]
+    optimizer._multi_tensor_step(
+        params, group, ("square_avg", "momentum_buffer" if momentum > 0 else None, "grad_avg" if centered else None),
+        hyper=lambda step: (group["lr"],),
+        launch=lambda rows, hyper: rmsprop_step_cuda(rows, hyper=hyper, alpha=group["alpha"], eps=group["eps"],
+                                                     weight_decay=group["weight_decay"], momentum=momentum,
+                                                     centered=centered, maximize=group["maximize"]))
+
+
 def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, *, lr, alpha, eps, weight_decay, momentum,
                  maximize) -> None:
     """One RMSprop step on arrays, in place on ``param`` and the state arrays, in the order of
     PyTorch's single-tensor implementation. ``momentum_buffer`` is used when ``momentum > 0``
-    and ``grad_avg`` (centered) when it is not None; ``grad`` is not modified. A fused GPU
-    kernel would compute the same per element."""
+    and ``grad_avg`` (centered) when it is not None; ``grad`` is not modified. The GPU kernel
+    ``rmsprop_step`` (``kernels/cuda/optim.py``) computes the same per element."""
     xp = get_array_module(param)
     grad = regularised_grad(param, grad, weight_decay, maximize)
     # v = α·v + (1-α)·g·g

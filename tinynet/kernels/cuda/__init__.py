@@ -18,8 +18,9 @@ the chains that matter into one or two launches each:
   ``activation`` sigmoid, tanh, ReLU, PReLU and log-softmax, one kernel each way.
   ``conv``     the convolution's bias add and NCHW copy (forward), channel-major copy and bias
                sum (backward), one kernel each.
-  ``optim``    multi-tensor SGD, Adam/AdamW and clip_grad_norm_: every parameter of a group in
-               one launch, through a cached device table of their addresses.
+  ``optim``    multi-tensor SGD, Adam/AdamW, Adadelta, RMSprop, Adagrad and clip_grad_norm_:
+               every parameter of a group in one launch, through a cached device table of their
+               addresses.
   ``reduce``   the shared block reduction (a tree sum in shared memory).
 
 How to read a kernel. A kernel body is the work of ONE thread. ``GRID_STRIDE_LOOP(i, n)`` (from

@@ -1,9 +1,13 @@
 """Multi-tensor optimiser updates on the GPU: one launch updates every parameter of a group.
 
-The formulas, and the order of their operations, are those of :mod:`tinynet.optim.sgd` and
-:mod:`tinynet.optim.adam` (PyTorch's single-tensor order), so results agree to rounding.
-Written as array expressions, an Adam step is about a dozen kernels per parameter; here it is
-one kernel for all of them, and every element is read once and written once.
+Kernels: SGD, Adam/AdamW, Adadelta, RMSprop (with momentum, centered) and Adagrad. Their
+formulas, and the order of their operations, are those of the array code in
+:mod:`tinynet.optim.sgd`, :mod:`~tinynet.optim.adam`, :mod:`~tinynet.optim.adadelta`
+(``adadelta_step``), :mod:`~tinynet.optim.rmsprop` (``rmsprop_step``) and
+:mod:`~tinynet.optim.adagrad` (``adagrad_step``): PyTorch's single-tensor order, so results agree
+to rounding. That array code stays the readable version and the CPU path. Written as array
+expressions, an Adam or a centered RMSprop step is about a dozen kernels per parameter; here it
+is one kernel for all of them, and every element is read once and written once.
 
 The same tables serve ``clip_grad_norm_`` (:mod:`tinynet.nn.utils`): the total norm of all
 gradients in one launch (one block, a tree reduction), and their scaling in another.
@@ -18,13 +22,14 @@ interact, so there are no atomics.
 
 The tables are built on the host and copied to the device once per set of arrays
 (:func:`pointer_table`, cached by the addresses themselves): a step whose parameters, gradients
-and state stay where they are (see ``Optimizer._reserve_grads``) copies nothing, as CUDA graph
+and state stay where they are (see ``Optimizer._multi_tensor_params``) copies nothing, as CUDA graph
 capture requires. The numbers that change from step to step (the learning rate, Adam's bias
-corrections) come as kernel arguments, or, in a step captured into a CUDA graph (which freezes
-kernel arguments), from a small device array ``hyper`` written before each launch, so that a
-scheduler's new learning rate and the next step count reach the graph
-(:func:`tinynet.kernels.cuda.scalars.device_scalars`). The other hyper-parameters are kernel
-arguments.
+corrections, Adagrad's decayed learning rate) come as kernel arguments, or, in a step captured
+into a CUDA graph (which freezes kernel arguments), from a small device array ``hyper`` written
+before each launch, so that a scheduler's new learning rate and the next step count reach the
+graph (:func:`tinynet.kernels.cuda.scalars.device_scalars`). The other hyper-parameters are
+kernel arguments. The optimisers drive the kernels through ``Optimizer._multi_tensor_step``
+(one launch per step count), SGD through its own (its first momentum step is special).
 """
 from __future__ import annotations
 
@@ -33,8 +38,8 @@ import numpy as np
 from ...backend import get_array_module
 from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
 
-__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_hyper", "adam_step_cuda", "total_norm_cuda",
-           "clip_scale_cuda", "NORM_MODES"]
+__all__ = ["fusable", "pointer_table", "sgd_step_cuda", "adam_hyper", "adam_step_cuda", "adadelta_step_cuda",
+           "rmsprop_step_cuda", "adagrad_step_cuda", "total_norm_cuda", "clip_scale_cuda", "NORM_MODES"]
 
 _SOURCE = r"""
 // The tensor that holds element i of the concatenation: the last t with offsets[t] <= i.
@@ -111,6 +116,99 @@ extern "C" __global__ void adam_step(const long long* table, const long long* of
         }
         T denom = sqrt(v) / bias_correction2_sqrt + eps;
         param[k] = p - (m / denom) * step_size;
+    }
+}
+
+// Adadelta. Table row: parameter, gradient, square_avg, acc_delta. The step reads the learning
+// rate only (hyper[0] in a CUDA graph).
+extern "C" __global__ void adadelta_step(const long long* table, const long long* offsets, int n_tensors,
+                                         const T* hyper, int hyper_from_memory, T lr_argument,
+                                         T weight_decay, T rho, T one_minus_rho, T eps, int maximize) {
+    long long total = offsets[n_tensors];
+    T lr = hyper_from_memory ? hyper[0] : lr_argument;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int t = tensor_of(offsets, n_tensors, i);
+        long long k = i - offsets[t];
+        T* param = (T*)table[4 * t];
+        const T* grad = (const T*)table[4 * t + 1];
+        T* square_avg = (T*)table[4 * t + 2];
+        T* acc_delta = (T*)table[4 * t + 3];
+        T g = maximize ? -grad[k] : grad[k];
+        T p = param[k];
+        if (weight_decay != 0) g = g + weight_decay * p;
+        T v = square_avg[k] * rho + (g * one_minus_rho) * g;
+        square_avg[k] = v;
+        T u = acc_delta[k];
+        T delta = sqrt(u + eps) / sqrt(v + eps) * g;      // the update, in the units of the parameter
+        acc_delta[k] = u * rho + (delta * one_minus_rho) * delta;
+        param[k] = p - delta * lr;
+    }
+}
+
+// RMSprop. Table row: parameter, gradient, square_avg, momentum_buffer (0 without momentum),
+// grad_avg (0 unless centered). The step reads the learning rate only (hyper[0] in a CUDA graph).
+// grad_avg moves by torch's lerp_ with weight 1 - alpha, in the form that is exact at its end:
+// m + (g - m) * weight for weight < 0.5 (lerp_from_start), else g - (g - m) * (1 - weight).
+extern "C" __global__ void rmsprop_step(const long long* table, const long long* offsets, int n_tensors,
+                                        const T* hyper, int hyper_from_memory, T lr_argument,
+                                        T weight_decay, T alpha, T one_minus_alpha, T one_minus_weight,
+                                        T eps, T momentum, int maximize, int centered, int lerp_from_start) {
+    long long total = offsets[n_tensors];
+    T lr = hyper_from_memory ? hyper[0] : lr_argument;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int t = tensor_of(offsets, n_tensors, i);
+        long long k = i - offsets[t];
+        T* param = (T*)table[5 * t];
+        const T* grad = (const T*)table[5 * t + 1];
+        T* square_avg = (T*)table[5 * t + 2];
+        T* momentum_buffer = (T*)table[5 * t + 3];
+        T* grad_avg = (T*)table[5 * t + 4];
+        T g = maximize ? -grad[k] : grad[k];
+        T p = param[k];
+        if (weight_decay != 0) g = g + weight_decay * p;
+        T v = square_avg[k] * alpha + (g * one_minus_alpha) * g;
+        square_avg[k] = v;
+        T d;
+        if (centered) {
+            T m = grad_avg[k];
+            m = lerp_from_start ? m + (g - m) * one_minus_alpha : g - (g - m) * one_minus_weight;
+            grad_avg[k] = m;
+            d = sqrt(v - m * m) + eps;                   // the gradient's estimated standard deviation
+        } else {
+            d = sqrt(v) + eps;
+        }
+        if (momentum > 0) {
+            T b = momentum_buffer[k] * momentum + g / d;
+            momentum_buffer[k] = b;
+            param[k] = p - b * lr;
+        } else {
+            param[k] = p - (g * lr) / d;                 // the product first, as torch's addcdiv_
+        }
+    }
+}
+
+// Adagrad. Table row: parameter, gradient, sum. All tensors of one launch are at the same step:
+// one decayed learning rate clr = lr / (1 + (step - 1) * lr_decay) (hyper[0] in a CUDA graph).
+extern "C" __global__ void adagrad_step(const long long* table, const long long* offsets, int n_tensors,
+                                        const T* hyper, int hyper_from_memory, T clr_argument,
+                                        T weight_decay, T eps, int maximize) {
+    long long total = offsets[n_tensors];
+    T clr = hyper_from_memory ? hyper[0] : clr_argument;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int t = tensor_of(offsets, n_tensors, i);
+        long long k = i - offsets[t];
+        T* param = (T*)table[3 * t];
+        const T* grad = (const T*)table[3 * t + 1];
+        T* state_sum = (T*)table[3 * t + 2];
+        T g = maximize ? -grad[k] : grad[k];
+        T p = param[k];
+        if (weight_decay != 0) g = g + weight_decay * p;
+        T s = state_sum[k] + g * g;
+        state_sum[k] = s;
+        param[k] = p - (g * clr) / (sqrt(s) + eps);      // the product first, as torch's addcdiv_
     }
 }
 
@@ -230,6 +328,46 @@ def adam_step_cuda(rows, *, hyper, beta1, beta2, eps, weight_decay, maximize, de
     _launch("adam_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(numbers[1]), dtype(numbers[2]),
             dtype(weight_decay), dtype(1 - beta1), dtype(beta2), dtype(1 - beta2),
             dtype(eps), np.int32(maximize), np.int32(decoupled_weight_decay), np.int32(amsgrad))
+
+
+def adadelta_step_cuda(rows, *, hyper, rho, eps, weight_decay, maximize):
+    """One Adadelta step (see :class:`tinynet.optim.Adadelta`) of every tensor in ``rows``, in
+    one launch.
+
+    ``rows``: one ``(param, grad, square_avg, acc_delta)`` per parameter, C-contiguous arrays of
+    one dtype, updated in place. ``hyper``: ``device_scalars`` of the learning rate."""
+    dtype = rows[0][0].dtype.type
+    array, numbers, from_memory = hyper
+    _launch("adadelta_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(weight_decay),
+            dtype(rho), dtype(1 - rho), dtype(eps), np.int32(maximize))
+
+
+def rmsprop_step_cuda(rows, *, hyper, alpha, eps, weight_decay, momentum, centered, maximize):
+    """One RMSprop step (see :class:`tinynet.optim.RMSprop`) of every tensor in ``rows``, in one
+    launch.
+
+    ``rows``: one ``(param, grad, square_avg, momentum_buffer or None, grad_avg or None)`` per
+    parameter (the buffer with ``momentum > 0``, grad_avg when ``centered``), C-contiguous arrays
+    of one dtype, updated in place. ``hyper``: ``device_scalars`` of the learning rate."""
+    dtype = rows[0][0].dtype.type
+    array, numbers, from_memory = hyper
+    weight = 1 - alpha   # of grad_avg's lerp_, computed as the array reference does
+    _launch("rmsprop_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(weight_decay),
+            dtype(alpha), dtype(weight), dtype(1 - weight), dtype(eps), dtype(momentum), np.int32(maximize),
+            np.int32(centered), np.int32(weight < 0.5))
+
+
+def adagrad_step_cuda(rows, *, hyper, eps, weight_decay, maximize):
+    """One Adagrad step (see :class:`tinynet.optim.Adagrad`) of every tensor in ``rows``, in one
+    launch, all at one step number.
+
+    ``rows``: one ``(param, grad, sum)`` per parameter, C-contiguous arrays of one dtype, updated
+    in place. ``hyper``: ``device_scalars`` of the step's decayed learning rate
+    (:func:`tinynet.optim.adagrad.adagrad_lr`)."""
+    dtype = rows[0][0].dtype.type
+    array, numbers, from_memory = hyper
+    _launch("adagrad_step", rows, array, np.int32(from_memory), dtype(numbers[0]), dtype(weight_decay),
+            dtype(eps), np.int32(maximize))
 
 
 NORM_MODES = {2.0: 2, 1.0: 1, float("inf"): 3}   # others with p > 0: mode 4
