@@ -20,7 +20,7 @@ calls them again) all-reduces every time.
 from __future__ import annotations
 
 from ..autograd import Function
-from ..functional.norm import _check_batch_norm_args, _update_running_stat
+from ..functional.norm import _check_batch_norm_args, _normalize_affine, _update_running_stat
 from ..nn.layers.normalization import _BatchNorm
 from ..nn.module import Module
 from .process_group import ReduceOp, get_world_size, is_initialized, require_group
@@ -57,11 +57,7 @@ class SyncBatchNormFunction(Function):
         if running_var is not None:
             _update_running_stat(running_var, var * (count / (count - 1)), momentum)
         inv_std = 1 / xp.sqrt(var + eps).reshape(channel_shape)
-        x_hat = centered * inv_std
-        gamma = None if weight is None else weight.reshape(channel_shape)
-        y = x_hat if gamma is None else x_hat * gamma
-        if bias is not None:
-            y = y + bias.reshape(channel_shape)
+        y, x_hat, gamma = _normalize_affine(centered, inv_std, weight, bias, channel_shape)
         ctx.axes, ctx.count = axes, count
         ctx.save_for_backward(x_hat, inv_std, gamma)
         return y

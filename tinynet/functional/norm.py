@@ -75,11 +75,7 @@ class BatchNorm(Function):
             centered = x - running_mean.reshape(channel_shape)
             var = running_var.reshape(channel_shape)
         inv_std = 1 / xp.sqrt(var + eps)
-        x_hat = centered * inv_std
-        gamma = None if weight is None else weight.reshape(channel_shape)
-        y = x_hat if gamma is None else x_hat * gamma
-        if bias is not None:
-            y = y + bias.reshape(channel_shape)
+        y, x_hat, gamma = _normalize_affine(centered, inv_std, weight, bias, channel_shape)
         ctx.save_for_backward(x_hat, inv_std, gamma)
         return y
 
@@ -112,6 +108,18 @@ class BatchNorm(Function):
             else:
                 grad_x = dxhat * inv_std
         return grad_x, grad_weight, grad_bias, None, None
+
+
+def _normalize_affine(centered, inv_std, weight, bias, channel_shape: tuple) -> tuple:
+    """``x_hat = centered * inv_std``, then ``y = x_hat * gamma + beta`` with the per-channel
+    ``weight``/``bias`` (each optional) reshaped to ``channel_shape``. Returns ``(y, x_hat,
+    gamma)``: what backward needs is ``x_hat`` and ``gamma``. Shared by BatchNorm and SyncBatchNorm."""
+    x_hat = centered * inv_std
+    gamma = None if weight is None else weight.reshape(channel_shape)
+    y = x_hat if gamma is None else x_hat * gamma
+    if bias is not None:
+        y = y + bias.reshape(channel_shape)
+    return y, x_hat, gamma
 
 
 def _update_running_stats(x, running_mean, running_var, mean, var, momentum) -> None:
