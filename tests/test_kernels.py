@@ -188,6 +188,32 @@ def test_max_pool_backward_numba_equals_reference(device, dtype, config, seed, t
     np.testing.assert_allclose(fast, on_cpu(slow), **CLOSE[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True])
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(2, 9), st.integers(2, 9)), seed=seeds,
+       values=st.sampled_from(["random", "ties", "nan"]))
+def test_max_pool_2x2_fast_path_equals_reference(dtype, parallel, shape, seed, values):
+    """The 2x2 window with stride 2 (every report model's pooling) has its own unrolled loop in
+    the numba kernel; it picks the same maxima, first-maximum ties and first NaNs as the
+    reference (odd sizes drop the last row/column), in the serial and the parallel version."""
+    from tinynet.kernels import threads
+    x = random(shape, seed, dtype)
+    if values == "ties":
+        x = np.round(x).astype(dtype)
+    elif values == "nan":
+        x[np.random.default_rng(seed).random(shape) < 0.2] = np.nan
+    geometry = ((2, 2), (2, 2), (0, 0), (1, 1))
+    with threads.grain(0 if parallel else 1 << 60):
+        out_fast, argmax_fast = k_pool.max_pool2d_forward_numba(x, *geometry)
+        grad_out = random(out_fast.shape, seed + 1, dtype)
+        grad_fast = k_pool.max_pool2d_backward_numba(grad_out, argmax_fast, shape)
+    out_slow, argmax_slow = k_pool.max_pool2d_forward_reference(x, *geometry)
+    np.testing.assert_array_equal(out_fast, out_slow)
+    np.testing.assert_array_equal(argmax_fast, argmax_slow)
+    np.testing.assert_array_equal(grad_fast, k_pool.max_pool2d_backward_reference(grad_out, argmax_slow, shape,
+                                                                                  *geometry))
+
+
 @given(config=window_configs(max_pad=1), seed=seeds)
 def test_max_pool_backward_is_the_adjoint_of_gathering_the_maxima(config, seed):
     """The forward gathers ``x`` at the argmax; its backward is the transpose of that gather:
@@ -324,22 +350,27 @@ def test_the_grain_picks_the_version(monkeypatch):
 
 
 def test_numba_uses_the_chosen_threading_layer():
-    """tinynet asks numba for its workqueue layer (see kernels/threads.py) unless the user set
-    NUMBA_THREADING_LAYER; checked in a fresh process, after one parallel kernel has run."""
+    """tinynet asks numba for its TBB layer, or the workqueue where the tbb package is missing
+    (see kernels/threads.py), unless the user set NUMBA_THREADING_LAYER; checked in a fresh
+    process, after one parallel kernel has run. There the grain is the loaded layer's."""
     import os
     import subprocess
     import sys
+    from tinynet.kernels import threads
     code = ("import numpy as np, numba; from tinynet.kernels import im2col, threads\n"
             "with threads.grain(0): im2col.im2col_numba(np.ones((2, 2, 4, 4), np.float32), (2, 2), (1, 1), (0, 0), (1, 1))\n"
-            "print(numba.threading_layer())")
-    for setting, expected in ((None, "workqueue"), ("omp", "omp")):
-        env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+            "print(numba.threading_layer(), threads.LAYER, threads.GRAIN)")
+    expected_default = "tbb" if threads._tbb_installed() else "workqueue"
+    for setting, expected in ((None, expected_default), ("omp", "omp"), ("workqueue", "workqueue")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
         env["NUMBA_NUM_THREADS"] = "2"
         if setting:
             env["NUMBA_THREADING_LAYER"] = setting
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.split()[-1] == expected
+        loaded, layer, grain = done.stdout.split()[-3:]
+        assert loaded == layer == expected
+        assert int(grain) == threads.GRAINS[expected]
 
 
 def test_kernels_launched_from_several_python_threads_take_turns():

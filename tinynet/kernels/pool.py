@@ -120,25 +120,54 @@ def _max_pool_forward_driver(parallel: bool):
 _max_pool_forward_loops = Loops(_max_pool_forward_driver)
 
 
+@numba.njit(cache=True, inline="always")
+def _wins(value, best):
+    """Whether ``value`` replaces ``best`` as a window's maximum: larger, or the first NaN (as
+    argmax treats NaN). Written with ``&``/``|``, not ``and``/``or``, so that the loops below
+    compile to selects instead of branches: on real data the comparison is a coin toss, and a
+    mispredicted branch per element cost more than the rest of the kernel (4.5 ms -> 1.7 ms on
+    LeNet's first pooling layer, one thread)."""
+    return (value > best) | ((value != value) & (best == best))
+
+
 @numba.njit(cache=True)
-def _plane_max_unpadded(plane, out, argmax, kh, kw, sh, sw, dh, dw, out_h, out_w):
-    """The windows of one (H, W) plane when none of them reaches into padding: no bounds checks,
-    the first element of the window as the starting maximum; same results as the loops above.
-    A plain function called from the ``prange`` loop compiles better than the loop body
-    (see im2col.py); 2.7x faster on LeNet's first pooling layer."""
-    width = plane.shape[1]
+def _plane_max_unpadded(src, out, argmax, width, kh, kw, sh, sw, dh, dw, out_h, out_w):
+    """The windows of one plane, flattened to 1-d (``src`` H*W, ``out``/``argmax`` OH*OW), when
+    none of them reaches into padding: no bounds checks, the window's first element as the
+    starting maximum, flat indices (cheaper than 2-d indexing in numba); same results as the
+    loops above."""
     for oh in range(out_h):
         for ow in range(out_w):
-            h0, w0 = oh * sh, ow * sw
-            best, best_index = plane[h0, w0], h0 * width + w0
+            first = oh * sh * width + ow * sw
+            best, best_index = src[first], first
             for i in range(kh):
-                h = h0 + i * dh
+                row = first + i * dh * width
                 for j in range(kw):
-                    value = plane[h, w0 + j * dw]
-                    if value > best or (value != value and best == best):
-                        best, best_index = value, h * width + w0 + j * dw
-            out[oh, ow] = best
-            argmax[oh, ow] = best_index
+                    index = row + j * dw
+                    value = src[index]
+                    wins = _wins(value, best)
+                    best = value if wins else best
+                    best_index = index if wins else best_index
+            out[oh * out_w + ow] = best
+            argmax[oh * out_w + ow] = best_index
+
+
+@numba.njit(cache=True)
+def _plane_max_2x2(src, out, argmax, width, out_h, out_w):
+    """:func:`_plane_max_unpadded` for the common 2x2 window with stride 2: the four indices
+    written out, so the compiler unrolls the window (2x faster than the general loop)."""
+    for oh in range(out_h):
+        top = 2 * oh * width
+        for ow in range(out_w):
+            first = top + 2 * ow
+            best, best_index = src[first], first
+            for index in (first + 1, first + width, first + width + 1):
+                value = src[index]
+                wins = _wins(value, best)
+                best = value if wins else best
+                best_index = index if wins else best_index
+            out[oh * out_w + ow] = best
+            argmax[oh * out_w + ow] = best_index
 
 
 def _max_pool_forward_unpadded_driver(parallel: bool):
@@ -146,12 +175,20 @@ def _max_pool_forward_unpadded_driver(parallel: bool):
 
     @numba.njit(parallel=parallel, cache=True)
     def max_pool_forward_unpadded_loops(x, kh, kw, sh, sw, dh, dw, out_h, out_w):
-        n_batch, n_chan = x.shape[:2]
+        n_batch, n_chan, height, width = x.shape
+        planes = n_batch * n_chan
         out = np.empty((n_batch, n_chan, out_h, out_w), dtype=x.dtype)
         argmax = np.empty((n_batch, n_chan, out_h, out_w), dtype=np.int64)
-        for nc in loop(n_batch * n_chan):
-            n, c = nc // n_chan, nc % n_chan
-            _plane_max_unpadded(x[n, c], out[n, c], argmax[n, c], kh, kw, sh, sw, dh, dw, out_h, out_w)
+        src = x.reshape(planes, height * width)
+        out_flat = out.reshape(planes, out_h * out_w)
+        argmax_flat = argmax.reshape(planes, out_h * out_w)
+        two_by_two = kh == kw == sh == sw == 2 and dh == dw == 1
+        for plane in loop(planes):
+            if two_by_two:
+                _plane_max_2x2(src[plane], out_flat[plane], argmax_flat[plane], width, out_h, out_w)
+            else:
+                _plane_max_unpadded(src[plane], out_flat[plane], argmax_flat[plane], width, kh, kw, sh, sw, dh, dw,
+                                    out_h, out_w)
         return out, argmax
     return max_pool_forward_unpadded_loops
 
@@ -165,14 +202,15 @@ def _max_pool_backward_driver(parallel: bool):
     @numba.njit(parallel=parallel, cache=True)
     def max_pool_backward_loops(grad_out, argmax, height, width):
         n_batch, n_chan, out_h, out_w = grad_out.shape
-        grad_in = np.zeros((n_batch, n_chan, height * width), dtype=grad_out.dtype)
-        for nc in loop(n_batch * n_chan):  # one thread per plane: no two threads add to one element
-            n, c = nc // n_chan, nc % n_chan
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    index = argmax[n, c, oh, ow]
-                    if index >= 0:
-                        grad_in[n, c, index] += grad_out[n, c, oh, ow]
+        planes, outputs = n_batch * n_chan, out_h * out_w
+        grad_in = np.zeros((planes, height * width), dtype=grad_out.dtype)
+        grad_flat = grad_out.reshape(planes, outputs)
+        argmax_flat = argmax.reshape(planes, outputs)
+        for plane in loop(planes):  # one thread per plane: no two threads add to one element
+            for k in range(outputs):
+                index = argmax_flat[plane, k]
+                if index >= 0:
+                    grad_in[plane, index] += grad_flat[plane, k]
         return grad_in.reshape(n_batch, n_chan, height, width)
     return max_pool_backward_loops
 
