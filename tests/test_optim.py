@@ -356,3 +356,53 @@ def test_param_groups_and_repr():
     named = SGD([("w", a), ("b", b)], lr=0.1)
     assert named.param_groups[0]["param_names"] == ["w", "b"]
     assert named.state_dict()["param_groups"][0]["param_names"] == ["w", "b"]
+
+
+# --------------------------------------------------------------- the compiled CPU SGD update
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("options", [dict(), dict(momentum=0.9, weight_decay=1e-5),
+                                     dict(momentum=0.5, dampening=0.1, weight_decay=0.01, maximize=True),
+                                     dict(momentum=0.9, nesterov=True, weight_decay=0.1)],
+                         ids=["plain", "momentum+decay", "dampening+maximize", "nesterov"])
+def test_compiled_sgd_update_is_identical_to_the_array_code(dtype, parallel, options):
+    """On the CPU, float32/float64 parameters take SGD's arithmetic as one compiled loop
+    (kernels/optim.py); it must give the array code's results bit for bit, step after step
+    (including the first momentum step), serial and on numba's threads."""
+    from tinynet.kernels import threads
+    from tinynet.optim import sgd
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((37, 29)).astype(dtype)
+    fast, slow = (tinynet.tensor(start.copy(), requires_grad=True) for _ in range(2))
+    group = {**dict(lr=0.1, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False), **options}
+    fast_state, slow_state = {}, {}
+    for _ in range(3):
+        grad = rng.standard_normal(start.shape).astype(dtype)
+        fast.grad, slow.grad = tinynet.tensor(grad.copy()), tinynet.tensor(grad.copy())
+        with threads.grain(0 if parallel else 1 << 60):
+            assert sgd._sgd_update_compiled(fast, fast_state, group)
+        sgd._sgd_update(slow, slow_state, group)
+        np.testing.assert_array_equal(fast.data, slow.data)
+        if group["momentum"]:
+            np.testing.assert_array_equal(fast_state["momentum_buffer"].data, slow_state["momentum_buffer"].data)
+
+
+def test_compiled_sgd_update_leaves_other_layouts_to_the_array_code():
+    """A non-contiguous gradient, a float16 parameter or a buffer of another dtype (e.g. loaded
+    from a checkpoint) is not for the compiled loop: it declines and the array code runs."""
+    from tinynet.optim import sgd
+    from tinynet.tensor import Tensor
+    group = dict(lr=0.1, momentum=0.9, dampening=0, weight_decay=0, nesterov=False, maximize=False)
+    p = tinynet.tensor(np.ones((4, 4), np.float32), requires_grad=True)
+    p.grad = Tensor._wrap(np.ones((4, 8), np.float32)[:, ::2])
+    assert not sgd._sgd_update_compiled(p, {}, group)
+    p.grad = Tensor._wrap(np.ones((4, 4), np.float32))
+    assert not sgd._sgd_update_compiled(p, {"momentum_buffer": Tensor._wrap(np.ones((4, 4)))}, group)
+    half = tinynet.tensor(np.ones(3, np.float16), requires_grad=True)
+    half.grad = Tensor._wrap(np.ones(3, np.float16))
+    assert not sgd._sgd_update_compiled(half, {}, group)
+    np.testing.assert_array_equal(p.data, 1)  # declining changed nothing
+    optimizer = SGD([p, half], lr=0.1, momentum=0.9)
+    optimizer.step()  # both updated: the compiled loop for p, the array code for half
+    np.testing.assert_allclose(p.data, 0.9, rtol=1e-6)
+    np.testing.assert_allclose(half.data.astype(np.float32), 0.9, rtol=1e-3)

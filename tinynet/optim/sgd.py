@@ -1,6 +1,9 @@
 """Stochastic gradient descent, with optional momentum, Nesterov momentum and weight decay."""
 from __future__ import annotations
 
+import numpy as np
+
+from ..kernels.dispatch import uses_numba
 from ..tensor import Tensor
 from .optimizer import Optimizer
 from ..recording import recordable
@@ -65,7 +68,7 @@ class SGD(Optimizer):
                 _sgd_multi_tensor(params, self.state, group)
                 continue
             for p in group["params"]:
-                if p.grad is not None:
+                if p.grad is not None and not _sgd_update_compiled(p, self.state[p], group):
                     _sgd_update(p, self.state[p], group)
         return loss
 
@@ -95,10 +98,40 @@ def _sgd_multi_tensor(params, state: dict, group: dict) -> None:
                           maximize=group["maximize"], first_step=first_step)
 
 
+def _plain(array, like) -> bool:
+    """``array`` is a C-contiguous NumPy array of ``like``'s shape and dtype."""
+    return type(array) is np.ndarray and array.dtype == like.dtype and array.shape == like.shape \
+        and array.flags.c_contiguous
+
+
+def _sgd_update_compiled(p: Tensor, state: dict, group: dict) -> bool:
+    """:func:`_sgd_update` as one compiled loop (``tinynet/kernels/optim.py``: one pass over
+    memory instead of one per operation, identical results) for float32/float64 NumPy
+    parameters with gradients and buffers of the same layout. Returns False, having done
+    nothing, for anything else."""
+    data, grad = p.data, p.grad.data
+    if not (uses_numba(data) and data.flags.c_contiguous and _plain(grad, data)):
+        return False
+    momentum = group["momentum"]
+    buf = state.get("momentum_buffer") if momentum != 0 else None
+    if buf is not None and not _plain(buf.data, data):
+        return False
+    first_step = momentum != 0 and buf is None
+    if first_step:
+        buf = state["momentum_buffer"] = Tensor._wrap(np.empty_like(data))
+    from ..kernels.optim import sgd_update_numba
+    sgd_update_numba(data, grad, None if buf is None else buf.data, lr=group["lr"], momentum=momentum,
+                     dampening=group["dampening"], weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                     maximize=group["maximize"], first_step=first_step)
+    return True
+
+
 def _sgd_update(p: Tensor, state: dict, group: dict) -> None:
     """One SGD step for one parameter, in place on ``p.data`` and the momentum buffer.
     ``p.grad`` is left as it is; the temporaries below exist only when their option is on.
-    On a GPU one kernel updates all parameters at once instead (:func:`_sgd_multi_tensor`)."""
+    This is the readable version: on a GPU one kernel updates all parameters at once instead
+    (:func:`_sgd_multi_tensor`), and on the CPU float32/float64 arrays take the same arithmetic
+    as one compiled loop (:func:`_sgd_update_compiled`)."""
     lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
     weight_decay, nesterov = group["weight_decay"], group["nesterov"]
     grad = p.grad.data
