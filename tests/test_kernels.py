@@ -214,6 +214,55 @@ def test_max_pool_2x2_fast_path_equals_reference(dtype, parallel, shape, seed, v
                                                                                   *geometry))
 
 
+# ---------------------------------------------------------------------------- activations
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True])
+@given(shape=st.lists(st.integers(1, 7), min_size=0, max_size=4).map(tuple), seed=seeds)
+def test_activation_loops_equal_the_array_code_bit_for_bit(dtype, parallel, shape, seed):
+    """The compiled CPU loops of kernels/activation.py compute the array expressions of
+    functional/elementwise.py in the same order and dtype: identical results, special values
+    (NaN, +-inf, -0.0) included, serial and on numba's threads."""
+    from tinynet.kernels import activation as k_act, threads
+    rng = np.random.default_rng(seed)
+    x = random(shape, seed, dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], dtype)
+    where = rng.random(shape) < 0.3
+    x[where] = rng.choice(specials, size=int(where.sum()))
+    y_sigmoid = 1 / (1 + np.exp(-x.astype(np.float64))).astype(dtype)
+    y_tanh = np.tanh(x)
+    grad = random(shape, seed + 1, dtype)
+    with threads.grain(0 if parallel else 1 << 60), np.errstate(all="ignore"):
+        got = [k_act.relu_forward_numba(x), k_act.relu_backward_numba(np.maximum(x, 0), grad),
+               k_act.sigmoid_backward_numba(y_sigmoid, grad), k_act.tanh_backward_numba(y_tanh, grad)]
+    with np.errstate(all="ignore"):
+        expected = [np.maximum(x, 0), np.where(np.maximum(x, 0) > 0, grad, 0).astype(dtype),
+                    ((1 - y_sigmoid) * y_sigmoid) * grad, grad * (1 - y_tanh * y_tanh)]
+    for a, b in zip(got, expected):
+        assert a.dtype == dtype and a.shape == shape
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))  # -0.0 kept where NumPy keeps it
+
+
+def test_activations_take_the_compiled_loops_on_cpu_float_arrays(monkeypatch):
+    """ReLU's forward and backward, and the backward of sigmoid and tanh, call the compiled
+    loops for float NumPy arrays, and the array code for anything else (integers, a broadcast
+    gradient)."""
+    import tinynet
+    from tinynet.kernels import activation as k_act
+    calls = []
+    for name in ("relu_forward_numba", "relu_backward_numba", "sigmoid_backward_numba", "tanh_backward_numba"):
+        original = getattr(k_act, name)
+        monkeypatch.setattr(k_act, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    x = tinynet.tensor(np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4), requires_grad=True)
+    for f in (tinynet.relu, tinynet.sigmoid, tinynet.tanh):
+        f(x).backward(tinynet.ones(3, 4))
+    assert calls == ["relu_forward_numba", "relu_backward_numba", "sigmoid_backward_numba", "tanh_backward_numba"]
+    calls.clear()
+    tinynet.relu(tinynet.tensor(np.arange(-3, 3)))                       # integers: NumPy's maximum
+    tinynet.relu(tinynet.tensor(np.ones((4, 3), np.float32)).T)         # not C-contiguous
+    assert calls == []
+
+
 @given(config=window_configs(max_pad=1), seed=seeds)
 def test_max_pool_backward_is_the_adjoint_of_gathering_the_maxima(config, seed):
     """The forward gathers ``x`` at the argmax; its backward is the transpose of that gather:

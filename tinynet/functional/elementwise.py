@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..autograd import Function, is_grad_enabled
+from ..kernels import activation as activation_kernels
 from ..kernels.dispatch import uses_cuda
 from ..recording import recordable
 from ..tensor import Tensor
@@ -441,6 +442,8 @@ class Tanh(Function):
         if _fused(y, grad):  # the same formula, one GPU kernel (kernels/cuda/activation.py)
             from ..kernels.cuda.activation import tanh_backward_cuda
             return tanh_backward_cuda(y, grad)
+        if activation_kernels.fits(y, grad):  # the same formula as one compiled CPU loop
+            return activation_kernels.tanh_backward_numba(y, grad)
         return grad * (1 - y * y)
 
 
@@ -479,6 +482,8 @@ class Sigmoid(Function):
         if _fused(y, grad):
             from ..kernels.cuda.activation import sigmoid_backward_cuda
             return sigmoid_backward_cuda(y, grad)
+        if activation_kernels.fits(y, grad):  # the same three steps as one compiled CPU loop
+            return activation_kernels.sigmoid_backward_numba(y, grad)
         dx = 1 - y
         dx *= y
         dx *= grad
@@ -495,7 +500,10 @@ class Relu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        y = ctx.xp.maximum(x, 0)  # maximum, not where: NaN inputs stay NaN
+        if activation_kernels.fits(x):  # the same maximum as one compiled CPU loop, on all cores
+            y = activation_kernels.relu_forward_numba(x)
+        else:
+            y = ctx.xp.maximum(x, 0)  # maximum, not where: NaN inputs stay NaN
         ctx.save_for_backward(y)
         return y
 
@@ -505,6 +513,8 @@ class Relu(Function):
         if _fused(y, grad):  # compare and select in one GPU kernel (kernels/cuda/activation.py)
             from ..kernels.cuda.activation import relu_backward_cuda
             return relu_backward_cuda(y, grad)
+        if activation_kernels.fits(y, grad):
+            return activation_kernels.relu_backward_numba(y, grad)
         return ctx.xp.where(y > 0, grad, 0)
 
 
