@@ -437,3 +437,33 @@ def test_kernels_launched_from_several_python_threads_take_turns():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env=dict(__import__("os").environ, NUMBA_NUM_THREADS="2"))
     assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ convolution layout (CPU)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True])
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4), st.integers(1, 4)), seed=seeds,
+       has_bias=st.booleans())
+def test_conv_layout_loops_equal_the_array_code(dtype, parallel, shape, seed, has_bias):
+    """kernels/conv.py: the GEMM's channel-major output plus the bias as NCHW (bit for bit the
+    array code's ``out += bias`` then transpose), and the NCHW gradient as channel-major with its
+    per-channel sum (the copy exact, the sum to rounding), serial and on numba's threads."""
+    from tinynet.kernels import conv as k_conv, threads
+    c, n, h, w = shape
+    out = random(shape, seed, dtype)                               # (C, N, OH, OW)
+    bias = random((c,), seed + 1, dtype) if has_bias else None
+    grad = random((n, c, h, w), seed + 2, dtype)
+    with threads.grain(0 if parallel else 1 << 60):
+        y = k_conv.bias_to_nchw_numba(out, bias)
+        into = np.full((n, c, h, w), np.nan, dtype)
+        k_conv.bias_to_nchw_numba(out, bias, into)
+        grad_cm, grad_bias = k_conv.nchw_to_channels_numba(grad, has_bias)
+    expected = out + bias.reshape(-1, 1, 1, 1) if has_bias else out
+    np.testing.assert_array_equal(y, expected.transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(into, y)
+    np.testing.assert_array_equal(grad_cm, grad.transpose(1, 0, 2, 3).reshape(c, -1))
+    if has_bias:
+        assert grad_bias.dtype == dtype
+        np.testing.assert_allclose(grad_bias, grad.astype(np.float64).sum(axis=(0, 2, 3)), **CLOSE[dtype])
+    else:
+        assert grad_bias is None
