@@ -97,14 +97,35 @@ KERNEL_CASES = [
     ("batch_norm fwd + bwd", "lenet_resnet block", dict(x=(64, 16, 4, 4))),
     ("batch_norm fwd + bwd", "vgg_bn bn2", dict(x=(64, 128, 14, 14))),
     ("batch_norm fwd + bwd", "cnn5 bn2", dict(x=(128, 256, 14, 14))),
+    ("relu fwd + bwd", "lenet_resnet block", dict(x=(64, 16, 4, 4))),
+    ("relu fwd + bwd", "pytorch_example fc1", dict(x=(64, 50))),
+    ("relu fwd + bwd", "pytorch_example conv1", dict(x=(64, 10, 12, 12))),
+    ("relu fwd + bwd", "mlp block 2", dict(x=(128, 2048))),
+    ("sigmoid bwd", "lenet conv1", dict(x=(256, 6, 24, 24))),
+    ("conv layout fwd + bwd", "lenet conv1", dict(x=(6, 256, 24, 24))),
+    ("conv layout fwd + bwd", "lenet conv2", dict(x=(16, 256, 8, 8))),
+    ("sgd momentum", "lenet fc1 weight", dict(x=(120, 256))),
+    ("sgd momentum", "mlp fc2 weight", dict(x=(2048, 1024))),
 ]
 
 
 def kernel_call(kernel: str, a: dict):
     """(work in elements as the kernels count it, fn() running the kernel's numba path once)."""
     import numpy as np
-    from tinynet.kernels import im2col, norm, pool
+    from tinynet.kernels import activation, conv, im2col, norm, optim, pool
     x = np.random.default_rng(0).standard_normal(a["x"], dtype=np.float32)
+    if kernel.startswith("relu"):
+        return x.size, lambda: activation.relu_backward_numba(activation.relu_forward_numba(x), x)
+    if kernel.startswith("sigmoid"):
+        return x.size, lambda: activation.sigmoid_backward_numba(x, x)
+    if kernel.startswith("conv layout"):   # x: the GEMM's channel-major output (C, N, OH, OW)
+        bias = np.ones(x.shape[0], np.float32)
+        return x.size, lambda: conv.nchw_to_channels_numba(conv.bias_to_nchw_numba(x, bias), True)
+    if kernel.startswith("sgd"):
+        param, buf = x.copy(), np.zeros_like(x)
+        return x.size, lambda: optim.sgd_update_numba(param, x, buf, lr=0.01, momentum=0.9, dampening=0,
+                                                      weight_decay=1e-5, nesterov=False, maximize=False,
+                                                      first_step=False)
     if kernel.startswith("im2col"):
         geometry = ((a["k"], a["k"]), (a.get("s", 1),) * 2, (a["p"], a["p"]), (1, 1))
         cols = im2col.im2col_numba(x, *geometry)
