@@ -41,7 +41,12 @@ def count_training_step(model, optimizer, loss_fn, x, y, warmup: int = 1) -> dic
     names = collections.Counter()
     for phase in _PHASES:
         names.update(counts[phase]["launch_names"])
-    return {**total, "ops": ops, **{phase: counts[phase]["launches"] for phase in _PHASES}, "names": names}
+    # Each phase's peak counts from the bytes alive at its start, so the step's peak is the largest.
+    memory = {"peak_bytes": max(counts[phase]["peak_bytes"] for phase in _PHASES),
+              "live_bytes_before": counts["zero_grad"]["live_bytes_before"],
+              "peak_phase": max(_PHASES, key=lambda phase: counts[phase]["peak_bytes"])}
+    return {**total, "ops": ops, **{phase: counts[phase]["launches"] for phase in _PHASES}, "names": names,
+            **memory}
 
 
 def _step(model, optimizer, loss_fn, x, y, counts: dict) -> int:
