@@ -143,3 +143,21 @@ def test_sliced_conv2d_computes_only_what_is_needed(device, needs):
     with image_by_image():
         compare_with_torch(conv_call(tinynet, kwargs), conv_call(torch, kwargs), arrays, device=device,
                            requires_grad=list(needs))
+
+
+@needs_sim
+def test_sliced_convolutions_replay_as_one_cuda_graph_equal_to_eager():
+    """compile_step records the sliced step and captures it into one CUDA graph (LeNet, every
+    convolution image by image): the same losses and parameters as the eager steps."""
+    from test_compile import _assert_same, _images, _state
+    from test_cuda_graph import _train
+    with image_by_image():
+        batches = _images("cuda", 6, 4)
+        eager, eager_losses, _, _, _ = _train("lenet", False, batches)
+        model, losses, step, _, graph_launches = _train("lenet", True, batches)
+    assert step.graph_fallback_reason(*batches[0]) is None and graph_launches == 2
+    for k, (a, b) in enumerate(zip(losses, eager_losses)):
+        _assert_same(a, b, "cuda", f"loss of step {k + 1}")
+    expected = _state(eager)
+    for key, value in _state(model).items():
+        _assert_same(value, expected[key], "cuda", key)
