@@ -59,7 +59,7 @@ def tinynet_step_memory(spec, batch: int, breakdown: bool = False) -> dict:
         counts = count_training_step(model, optimizer, getattr(F, spec.loss), x, y, trace=breakdown)
         fixed = sum(p.data.nbytes for p in model.parameters()) + x.data.nbytes + y.data.nbytes
     result = {"peak": counts["peak_bytes"], "before": counts["live_bytes_before"], "fixed": fixed,
-              "phase": counts["peak_phase"]}
+              "phase": counts["peak_phase"], "launches": counts["launches"]}
     if breakdown:
         result["breakdown"] = counts["memory_trace"].by_creator()
     return result
@@ -141,7 +141,7 @@ def main(argv=None) -> None:
         rows.append([f"{name} ({batch})", f"{tiny['peak'] / MB:.1f}", f"{ref['peak'] / MB:.1f}",
                      f"{tiny['peak'] / ref['peak']:.2f}", f"{(tiny['peak'] - tiny['fixed']) / MB:.1f}",
                      f"{(ref['peak'] - ref['fixed']) / MB:.1f}", f"{tiny['before'] / MB:.1f}",
-                     f"{ref['before'] / MB:.1f}", tiny["phase"]])
+                     f"{ref['before'] / MB:.1f}", tiny["phase"], tiny["launches"]])
         if args.breakdown:
             lines = [f"{nbytes / MB:8.1f} MB {count:4d} buffers  {creator}" for nbytes, count, creator in
                      tiny["breakdown"] if nbytes >= 0.001 * tiny["peak"]]
@@ -149,7 +149,7 @@ def main(argv=None) -> None:
                          f"creator:\n\n```text\n" + "\n".join(lines) + "\n```")
     header = ["model (batch)", "peak MB tinynet", "peak MB torch", "tinynet / torch",
               "above params+batch tinynet", "above params+batch torch", "at step start tinynet",
-              "at step start torch", "tinynet peak in"]
+              "at step start torch", "tinynet peak in", "tinynet launches"]
     table = harness.markdown_table(header, rows)
     text = table + ("\n\n" + "\n\n".join(notes) if notes else "")
     print(text)

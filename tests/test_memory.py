@@ -100,8 +100,8 @@ def test_sliced_convolutions_hold_less_at_the_peak(monkeypatch):
 
 # ------------------------------------------------------------------- the slices themselves
 def test_one_slice_on_the_cpu_and_for_a_small_batch():
-    assert conv.batch_slices(np, (256, 64, 28, 28), 576, (256, 256, 14, 14), 4) == [(0, 256)]
-    assert conv.batch_slices(sim.cupy, (2, 64, 28, 28), 576, (2, 256, 14, 14), 4) == [(0, 2)]
+    assert conv.batch_slices(np, (256, 64, 28, 28), 576, (256, 256, 14, 14), 4) == ((0, 256),)
+    assert conv.batch_slices(sim.cupy, (2, 64, 28, 28), 576, (2, 256, 14, 14), 4) == ((0, 2),)
 
 
 def test_slices_cover_the_batch_within_the_workspace():

@@ -44,16 +44,18 @@ __all__ = ["conv2d"]
 GPU_WORKSPACE_BYTES = 4 * 2 ** 20
 
 
-def batch_slices(xp, x_shape, cols_rows: int, out_shape, itemsize: int) -> list:
+def batch_slices(xp, x_shape, cols_rows: int, out_shape, itemsize: int) -> tuple:
     """The ``(start, stop)`` batch slices a convolution's im2col runs over (see
     ``GPU_WORKSPACE_BYTES``): one slice on the CPU or when the whole batch fits."""
     n = x_shape[0]
+    if xp is np:
+        return ((0, n),)
     per_image = cols_rows * out_shape[2] * out_shape[3] * itemsize  # bytes of cols per image
-    if xp is np or n * per_image <= GPU_WORKSPACE_BYTES:
-        return [(0, n)]
+    if n * per_image <= GPU_WORKSPACE_BYTES:
+        return ((0, n),)
     budget = max(GPU_WORKSPACE_BYTES, _prod(x_shape) * itemsize, _prod(out_shape) * itemsize)
     step = max(1, budget // max(per_image, 1))
-    return [(start, min(start + step, n)) for start in range(0, n, step)]
+    return tuple((start, min(start + step, n)) for start in range(0, n, step))
 
 
 def _prod(shape) -> int:
