@@ -12,8 +12,9 @@ the optimiser state exists), with the model's real optimiser and loss. What each
   ``tinynet.launch_count.count_training_step``): the most bytes alive at once during the step,
   parameters, gradients, optimiser state and the batch included. This is what a GPU's caching
   pool must hold at least; CuPy's pool rounds every block up to 512 bytes and keeps freed blocks
-  in size bins, so the pool a GPU shows is larger (fragmentation), never smaller. On a GPU the
-  same kernels allocate the same buffers: the simulator runs tinynet's cuda code path.
+  in size bins, so the pool a GPU shows is larger (fragmentation). The simulator runs tinynet's
+  cuda code path, so a GPU allocates the same buffers; what CuPy or cuBLAS allocate inside a
+  call (workspaces, copies of non-contiguous operands) is not counted.
 * **PyTorch**: its CPU allocator, as ``torch.profiler.profile(profile_memory=True)`` reports it:
   every allocation and free during the step, summed in time order, the peak of that running sum
   added to the bytes alive when the step starts (parameters, gradients, optimiser state, batch).
@@ -21,7 +22,9 @@ the optimiser state exists), with the model's real optimiser and loss. What each
   profiled and the second is measured. On the CPU PyTorch runs convolutions with oneDNN, which
   keeps no im2col matrix; cuDNN on a GPU may add workspaces, so PyTorch's GPU peak can be higher.
 
-"above params + batch" subtracts the parameters and the batch: that is what
+"tinynet launches": the kernel launches of tinynet's step at that batch (the price of slicing
+convolutions, see ``tinynet/functional/conv.py``). "above params + batch" subtracts the
+parameters and the batch: that is what
 ``benchmarks/models.py --memory`` measures on a GPU (CuPy's pool or
 ``torch.cuda.max_memory_allocated`` after the model and the batch were on the device), the
 figures of issue 14 (cnn5: tinynet 599 MB, PyTorch 326 MB on an H200).
