@@ -39,7 +39,9 @@ What it is:
       checked as: the parameter, gradient and optimiser-state buffers are the same step after
       step (``a.data.ptr`` as in CuPy), ``live_bytes`` between steps does not grow, and the
       ``peak_bytes`` of each later step is no more than that of the warm-up steps: a pool
-      warmed up by the first steps serves every later one without asking the device for memory;
+      warmed up by the first steps serves every later one without asking the device for memory.
+      ``with tracing_memory() as trace:`` also records which line allocated each buffer and
+      what was alive at the block's peak (:class:`MemoryTrace`);
   ``device_to_host`` / ``host_to_device``
       explicit copies (``get``/``asnumpy``; ``asarray``/``array`` of host data, setting items
       from host arrays);
