@@ -18,7 +18,8 @@ of ``W`` split into G blocks and the products above become one batched product o
 
 On a GPU the layout changes around the product are fused with the bias: the forward adds the
 bias while copying to NCHW, the backward sums db while copying dY to channel-major, one kernel
-each (``tinynet/kernels/cuda/conv.py``).
+each (``tinynet/kernels/cuda/conv.py``). On a GPU a batch whose cols would pass
+``GPU_WORKSPACE_BYTES`` runs in batch slices, and backward unfolds its input again (below).
 """
 from __future__ import annotations
 
@@ -124,10 +125,13 @@ class Conv2d(Function):
             grad_by_group, bias_part = _to_channels(xp, grad[start:stop], need_bias,
                                                     out_bias if grad_bias is None else None)
             grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
-            grad_bias = bias_part if grad_bias is None else _add(grad_bias, bias_part)
+            if grad_bias is None:
+                grad_bias = bias_part
+            else:  # only reached when need_bias: the per-slice sums add up to db
+                grad_bias += bias_part
             if need_x:
                 grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
-                part = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), (stop - start,) + tuple(ctx.x_shape[1:]),
+                part = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), (stop - start,) + ctx.x_shape[1:],
                               *ctx.geometry)
                 del grad_cols  # before the next slice's: one slice's workspace at a time
                 if len(slices) == 1:
@@ -172,13 +176,6 @@ def _to_channels(xp, grad, need_bias: bool, out_bias=None) -> tuple:
         return nchw_to_channels_cuda(grad, need_bias, out_bias)
     channels = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(grad.shape[1], -1)
     return channels, grad.sum(axis=(0, 2, 3)) if need_bias else None
-
-
-def _add(total, part):
-    """``total += part`` for the per-slice sums (either may be None when nothing is summed)."""
-    if part is not None:
-        total += part
-    return total
 
 
 # ---------------------------------------------------------------------------- argument checks
