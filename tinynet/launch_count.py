@@ -7,12 +7,13 @@ that writes device memory (``sim.stats.launches``), the GEMMs and the fills amon
 
 :func:`count_training_step` runs the usual step (``zero_grad()``, forward, loss, backward,
 ``optimizer.step()``) once to warm up (optimiser state and kernel tables are made on the first
-step) and once more counting, phase by phase. It also counts the step's autograd ops (the
+step) and once more counting, phase by phase, with the step's peak device memory. It also counts the step's autograd ops (the
 nodes of its backward graph), so that launches per op can be compared across models.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 
 from . import autograd, sim
 
@@ -21,7 +22,7 @@ __all__ = ["count_training_step"]
 _PHASES = ("zero_grad", "forward", "backward", "optimizer")
 
 
-def count_training_step(model, optimizer, loss_fn, x, y, warmup: int = 1) -> dict:
+def count_training_step(model, optimizer, loss_fn, x, y, warmup: int = 1, trace: bool = False) -> dict:
     """Count the kernel launches of one training step of ``model`` on the simulated device.
 
     ``x``, ``y``: a batch on the simulated ``cuda`` device; ``loss_fn(model(x), y)`` is the loss.
@@ -36,12 +37,20 @@ def count_training_step(model, optimizer, loss_fn, x, y, warmup: int = 1) -> dic
     for _ in range(warmup):
         _step(model, optimizer, loss_fn, x, y, {})
     counts: dict = {}
-    ops = _step(model, optimizer, loss_fn, x, y, counts)
+    with sim.tracing_memory() if trace else contextlib.nullcontext() as memory_trace:
+        ops = _step(model, optimizer, loss_fn, x, y, counts)
     total = {key: sum(counts[phase][key] for phase in _PHASES) for key in ("launches", "gemms", "fills")}
     names = collections.Counter()
     for phase in _PHASES:
         names.update(counts[phase]["launch_names"])
-    return {**total, "ops": ops, **{phase: counts[phase]["launches"] for phase in _PHASES}, "names": names}
+    # Each phase's peak counts from the bytes alive at its start, so the step's peak is the largest.
+    memory = {"peak_bytes": max(counts[phase]["peak_bytes"] for phase in _PHASES),
+              "live_bytes_before": counts["zero_grad"]["live_bytes_before"],
+              "peak_phase": max(_PHASES, key=lambda phase: counts[phase]["peak_bytes"])}
+    if trace:
+        memory["memory_trace"] = memory_trace
+    return {**total, "ops": ops, **{phase: counts[phase]["launches"] for phase in _PHASES}, "names": names,
+            **memory}
 
 
 def _step(model, optimizer, loss_fn, x, y, counts: dict) -> int:

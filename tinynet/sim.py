@@ -39,7 +39,9 @@ What it is:
       checked as: the parameter, gradient and optimiser-state buffers are the same step after
       step (``a.data.ptr`` as in CuPy), ``live_bytes`` between steps does not grow, and the
       ``peak_bytes`` of each later step is no more than that of the warm-up steps: a pool
-      warmed up by the first steps serves every later one without asking the device for memory;
+      warmed up by the first steps serves every later one without asking the device for memory.
+      ``with tracing_memory() as trace:`` also records which line allocated each buffer and
+      what was alive at the block's peak (:class:`MemoryTrace`);
   ``device_to_host`` / ``host_to_device``
       explicit copies (``get``/``asnumpy``; ``asarray``/``array`` of host data, setting items
       from host arrays);
@@ -80,7 +82,8 @@ import weakref
 
 import numpy as np
 
-__all__ = ["SimArray", "cupy", "cupyx", "stats", "Stats", "reset_peak", "counting", "configure", "device_count",
+__all__ = ["SimArray", "cupy", "cupyx", "stats", "Stats", "reset_peak", "counting", "tracing_memory",
+           "MemoryTrace", "configure", "device_count",
            "HostSyncError", "CUDARuntimeError", "Graph", "Memory", "MemoryPointer", "cublas_gemm", "capture_kernel"]
 
 
@@ -171,6 +174,73 @@ def _track(a: np.ndarray) -> None:
     stats.allocated_bytes += nbytes
     stats.live_bytes += nbytes
     stats.peak_bytes = builtins.max(stats.peak_bytes, stats.live_bytes)
+    if _memory_trace is not None:
+        _memory_trace._allocated(key)
+
+
+class MemoryTrace:
+    """What was alive at the peak of a :func:`tracing_memory` block: ``peak_bytes`` (the most
+    bytes alive at once during the block, counted from the bytes alive at its start) and
+    ``at_peak``, a list of ``(nbytes, creator)`` for every buffer alive at that moment. The
+    creator is ``"file:line function"`` of the innermost tinynet frame outside the device layer
+    that allocated the buffer (an op's forward or backward, the engine, an optimiser), or
+    ``"before"`` for buffers that were alive when the block started."""
+
+    def __init__(self):
+        self.creators: dict = {}  # buffer key -> creator, for buffers allocated inside the block
+        self.peak_bytes = stats.live_bytes
+        self.at_peak = self._alive()
+
+    def _alive(self) -> list:
+        return [(nbytes, self.creators.get(key, "before")) for key, (nbytes, _) in _buffers.items()]
+
+    def _allocated(self, key: int) -> None:
+        self.creators[key] = _creator()
+        if stats.live_bytes > self.peak_bytes:  # a new peak: remember what is alive now
+            self.peak_bytes = stats.live_bytes
+            self.at_peak = self._alive()
+
+    def by_creator(self) -> list:
+        """``(bytes, count, creator)`` alive at the peak, summed by creator, largest first."""
+        total: dict = collections.defaultdict(lambda: [0, 0])
+        for nbytes, creator in self.at_peak:
+            total[creator][0] += nbytes
+            total[creator][1] += 1
+        return sorted(((b, n, c) for c, (b, n) in total.items()), reverse=True)
+
+
+_memory_trace: MemoryTrace | None = None
+# Frames in these files are the device layer: a buffer's creator is the first frame outside them.
+_DEVICE_LAYER = ("sim.py", "backend.py", "dispatch.py", "gemm.py", "launch.py", "emulate.py")
+
+
+def _creator() -> str:
+    import os
+    import sys
+    frame = sys._getframe(2)
+    package = os.path.dirname(__file__)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path.startswith(package) and os.path.basename(path) not in _DEVICE_LAYER \
+                and os.sep + "kernels" + os.sep not in path:
+            return f"{os.path.relpath(path, package)}:{frame.f_lineno} {frame.f_code.co_name}"
+        frame = frame.f_back
+    return "outside tinynet"
+
+
+@contextlib.contextmanager
+def tracing_memory():
+    """``with tracing_memory() as trace:`` records who allocated each buffer during the block and
+    what was alive at its peak (:class:`MemoryTrace`). It walks the Python stack at every
+    allocation, so it is for finding where memory goes, not for timed runs."""
+    global _memory_trace
+    if _memory_trace is not None:
+        raise RuntimeError("tracing_memory: already tracing (the blocks do not nest)")
+    _memory_trace = trace = MemoryTrace()
+    try:
+        yield trace
+    finally:
+        _memory_trace = None
 
 
 # ----------------------------------------------------------------------------------- devices

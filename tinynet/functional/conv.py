@@ -18,11 +18,14 @@ of ``W`` split into G blocks and the products above become one batched product o
 
 On a GPU the layout changes around the product are fused with the bias: the forward adds the
 bias while copying to NCHW, the backward sums db while copying dY to channel-major, one kernel
-each (``tinynet/kernels/cuda/conv.py``).
+each (``tinynet/kernels/cuda/conv.py``). On a GPU a batch whose cols would pass
+``GPU_WORKSPACE_BYTES`` runs in batch slices, and backward unfolds its input again (below).
 """
 from __future__ import annotations
 
 import numbers
+
+import numpy as np
 
 from ..autograd import Function
 from ..kernels import gemm
@@ -33,11 +36,46 @@ from ..tensor import Tensor
 __all__ = ["conv2d"]
 
 
+# A convolution's cols matrix is C*kh*kw times its input. On a GPU (memory is scarce, a launch is
+# cheap) im2col runs over slices of the batch whose cols fit in this many bytes, or in the size of
+# the layer's input or output if larger (those are held anyway), and Conv2d saves its input
+# instead of cols, unfolding the slices again in backward for dW. A batch whose cols fit in one
+# slice runs as a single one, saving cols (no second im2col). On the CPU the whole batch is one
+# slice: host memory is plentiful and the second im2col would cost time.
+GPU_WORKSPACE_BYTES = 4 * 2 ** 20
+
+
+def batch_slices(xp, x_shape, cols_rows: int, out_shape, itemsize: int) -> tuple:
+    """The ``(start, stop)`` batch slices a convolution's im2col runs over (see
+    ``GPU_WORKSPACE_BYTES``): one slice on the CPU or when the whole batch fits."""
+    n = x_shape[0]
+    if xp is np:
+        return ((0, n),)
+    per_image = cols_rows * out_shape[2] * out_shape[3] * itemsize  # bytes of cols per image
+    if n * per_image <= GPU_WORKSPACE_BYTES:
+        return ((0, n),)
+    budget = max(GPU_WORKSPACE_BYTES, _prod(x_shape) * itemsize, _prod(out_shape) * itemsize)
+    step = max(1, budget // max(per_image, 1))
+    return tuple((start, min(start + step, n)) for start in range(0, n, step))
+
+
+def _prod(shape) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
+
+
 class Conv2d(Function):
     """y[n, o] = b[o] + sum_{c,i,j} w[o, c, i, j] * x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw].
 
     Backward (per group, with cols = im2col(x) and dY (C_out, N*OH*OW)):
     dW = dY @ cols.T;  dx = col2im(W.T @ dY);  db = sum of dY over batch and positions.
+
+    Memory: with one batch slice (see ``batch_slices``) forward saves cols for dW. With several
+    (a large batch on a GPU) it saves x, and backward unfolds each slice again: dW is the sum
+    over slices of dY_slice @ cols_slice.T, dx slice by slice; the slices cost a few more
+    launches (im2col again, the sums) for a workspace bounded by the layer's own size.
     """
 
     @staticmethod
@@ -51,56 +89,93 @@ class Conv2d(Function):
         geometry = ((kh, kw), stride, padding, dilation)
         out_h = output_size(x.shape[2], kh, stride[0], *padding[0], dilation[0])
         out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
-
-        cols = im2col(x, *geometry)                                    # (C*kh*kw, N*OH*OW)
-        cols_by_group = cols.reshape(groups, -1, cols.shape[1])        # (G, C/G*kh*kw, N*OH*OW)
         weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
-        out = gemm.matmul(xp, weight_by_group, cols_by_group).reshape(c_out, n, out_h, out_w)
-        if uses_cuda(out) and (bias is None or (bias.dtype == out.dtype and bias.flags.c_contiguous)):
-            from ..kernels.cuda.conv import bias_to_nchw_cuda
-            out = bias_to_nchw_cuda(out, bias)  # the two lines below in one GPU kernel
-        else:
-            if bias is not None:
-                out += bias.reshape(c_out, 1, 1, 1)
-            out = xp.ascontiguousarray(out.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
+        slices = batch_slices(xp, x.shape, x.shape[1] * kh * kw, (n, c_out, out_h, out_w), x.dtype.itemsize)
+        out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype) if len(slices) > 1 else None
+        saved = x  # with several slices backward unfolds x again; with one it keeps cols
+        for start, stop in slices:
+            cols = im2col(x[start:stop], *geometry)                     # (C*kh*kw, n*OH*OW)
+            cols_by_group = cols.reshape(groups, -1, cols.shape[1])     # (G, C/G*kh*kw, n*OH*OW)
+            y = gemm.matmul(xp, weight_by_group, cols_by_group).reshape(c_out, stop - start, out_h, out_w)
+            y = _to_nchw(xp, y, bias, None if out is None else out[start:stop])
+            if out is None:
+                out, saved = y, cols_by_group
+            del cols, cols_by_group, y  # before the next slice's: one slice's workspace at a time
 
-        # cols is only needed for dW: don't keep it (C*kh*kw times the input) when W needs no grad.
-        ctx.save_for_backward(cols_by_group if ctx.needs_input_grad[1] else None, weight_by_group)
-        ctx.geometry, ctx.groups, ctx.unbatched = geometry, groups, unbatched
+        # cols is only needed for dW: keep nothing for it when W needs no grad.
+        ctx.save_for_backward(saved if ctx.needs_input_grad[1] else None, weight_by_group)
+        ctx.geometry, ctx.groups, ctx.unbatched, ctx.slices = geometry, groups, unbatched, slices
         ctx.x_shape, ctx.weight_shape = x.shape, weight.shape
         return out[0] if unbatched else out
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
-        cols_by_group, weight_by_group = ctx.saved_tensors
+        saved, weight_by_group = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad
         if ctx.unbatched:
             grad = grad[None]
-        c_out = grad.shape[1]
-        grad_x = grad_weight = grad_bias = None
-        # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
+        groups, c_out, slices = ctx.groups, grad.shape[1], ctx.slices
         out_weight, out_bias = (ctx.grad_out[1], ctx.grad_out[2]) if ctx.grad_out else (None, None)
-        if uses_cuda(grad) and grad.flags.c_contiguous:  # the layout change and db in one GPU kernel
-            from ..kernels.cuda.conv import nchw_to_channels_cuda
-            grad_cm, grad_bias = nchw_to_channels_cuda(grad, need_bias, out_bias)
-            grad_by_group = grad_cm.reshape(ctx.groups, c_out // ctx.groups, -1)
-        else:
-            grad_by_group = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(ctx.groups, c_out // ctx.groups,
-                                                                                      -1)
-            if need_bias:
-                grad_bias = grad.sum(axis=(0, 2, 3))
-        if need_x:
-            grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
-            grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *ctx.geometry)
-            if ctx.unbatched:
-                grad_x = grad_x[0]
-        if need_weight:
-            # out=: straight into the weight's reserved .grad storage when the engine offers it
-            by_group = None if out_weight is None else out_weight.reshape(ctx.groups, c_out // ctx.groups, -1)
-            grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1), out=by_group)
+        grad_x = grad_weight = grad_bias = None
+        if need_x and len(slices) > 1:
+            grad_x = xp.empty(ctx.x_shape, dtype=grad.dtype)
+        for start, stop in slices:
+            # dY as (G, C_out/G, n*OH*OW): the same layout as the forward's output matrix.
+            grad_by_group, bias_part = _to_channels(xp, grad[start:stop], need_bias,
+                                                    out_bias if grad_bias is None else None)
+            grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
+            if grad_bias is None:
+                grad_bias = bias_part
+            else:  # only reached when need_bias: the per-slice sums add up to db
+                grad_bias += bias_part
+            if need_x:
+                grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
+                part = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), (stop - start,) + ctx.x_shape[1:],
+                              *ctx.geometry)
+                del grad_cols  # before the next slice's: one slice's workspace at a time
+                if len(slices) == 1:
+                    grad_x = part
+                else:
+                    grad_x[start:stop] = part
+            if need_weight:
+                cols_by_group = saved if len(slices) == 1 else \
+                    im2col(saved[start:stop], *ctx.geometry).reshape(groups, -1, grad_by_group.shape[2])
+                if grad_weight is None:
+                    # out=: straight into the weight's reserved .grad storage when the engine offers it
+                    by_group = None if out_weight is None else out_weight.reshape(groups, c_out // groups, -1)
+                    grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1), out=by_group)
+                else:
+                    grad_weight += gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1))
+                del cols_by_group
+        if grad_x is not None and ctx.unbatched:
+            grad_x = grad_x[0]
+        if grad_weight is not None:
             grad_weight = grad_weight.reshape(ctx.weight_shape) if out_weight is None else out_weight
         return grad_x, grad_weight, grad_bias
+
+
+def _to_nchw(xp, y, bias, out=None):
+    """The GEMM's (C_out, n, OH, OW) plus the bias as NCHW: a new array, or written into ``out``."""
+    if uses_cuda(y) and (bias is None or (bias.dtype == y.dtype and bias.flags.c_contiguous)):
+        from ..kernels.cuda.conv import bias_to_nchw_cuda
+        return bias_to_nchw_cuda(y, bias, out)  # the lines below in one GPU kernel
+    if bias is not None:
+        y += bias.reshape(-1, 1, 1, 1)
+    if out is None:
+        return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
+    out[...] = y.transpose(1, 0, 2, 3)
+    return out
+
+
+def _to_channels(xp, grad, need_bias: bool, out_bias=None) -> tuple:
+    """dY (n, C_out, OH, OW) as channel-major (C_out, n*OH*OW), and its per-channel sum when
+    ``need_bias`` (into ``out_bias`` on the GPU kernel's path when given; else None)."""
+    if uses_cuda(grad) and grad.flags.c_contiguous:  # the layout change and db in one GPU kernel
+        from ..kernels.cuda.conv import nchw_to_channels_cuda
+        return nchw_to_channels_cuda(grad, need_bias, out_bias)
+    channels = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(grad.shape[1], -1)
+    return channels, grad.sum(axis=(0, 2, 3)) if need_bias else None
 
 
 # ---------------------------------------------------------------------------- argument checks

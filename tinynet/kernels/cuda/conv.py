@@ -54,11 +54,13 @@ extern "C" __global__ void nchw_to_channels(const T* grad, T* grad_cm, T* grad_b
 _module = CudaModule("conv", _SOURCE)
 
 
-def bias_to_nchw_cuda(out, bias):
-    """``out`` (C, N, OH, OW) plus ``bias`` (C,) or None, as a new NCHW array, in one kernel."""
+def bias_to_nchw_cuda(out, bias, y=None):
+    """``out`` (C, N, OH, OW) plus ``bias`` (C,) or None, as an NCHW array, in one kernel: a new
+    one, or ``y`` (C-contiguous (N, C, OH, OW), e.g. a batch slice of a larger output)."""
     xp = get_array_module(out)
     c, n = out.shape[:2]
-    y = xp.empty((n, c) + out.shape[2:], dtype=out.dtype)
+    if y is None:
+        y = xp.empty((n, c) + out.shape[2:], dtype=out.dtype)
     if y.size:
         spatial = y.size // (n * c)
         _module.launch("bias_to_nchw", out.dtype, (blocks_for(y.size),), (THREADS,),
