@@ -29,20 +29,26 @@ import numpy as np
 
 from ..autograd import Function
 from ..kernels import gemm
-from ..kernels.dispatch import uses_cuda
+from ..kernels.dispatch import uses_cuda, uses_numba
 from ..kernels.im2col import col2im, im2col, output_size
 from ..tensor import Tensor
 
 __all__ = ["conv2d"]
 
 
-# A convolution's cols matrix is C*kh*kw times its input. On a GPU (memory is scarce, a launch is
-# cheap) im2col runs over slices of the batch whose cols fit in this many bytes, or in the size of
-# the layer's input or output if larger (those are held anyway), and Conv2d saves its input
-# instead of cols, unfolding the slices again in backward for dW. A batch whose cols fit in one
-# slice runs as a single one, saving cols (no second im2col). On the CPU the whole batch is one
-# slice: host memory is plentiful and the second im2col would cost time.
-GPU_WORKSPACE_BYTES = 4 * 2 ** 20
+# A convolution's cols matrix is C*kh*kw times its input. On a GPU, when a batch's cols would take
+# more than this many bytes, im2col runs over slices of the batch whose cols fit in it (or in the
+# size of the layer's input or output if larger: those are held anyway), and Conv2d saves its
+# input instead of cols, unfolding the slices again in backward for dW. Every slice costs its own
+# launches, so the budget sits where memory matters more than launches (`python
+# benchmarks/memory.py`, simulated GPU, report batch sizes): cnn5's large layers (58 MB of cols
+# each) are sliced, 415 MB at 118 launches per step instead of 499 MB at 79 (PyTorch: 377 MB),
+# while LeNet (15 MB of cols) and the other small report models run unsliced, their steps bound
+# by launches rather than by a few MB. A 4 MiB budget brought LeNet to PyTorch's 14 MB but
+# doubled its launches (44 -> 93). A batch whose cols fit runs as one slice, saving cols (no
+# second im2col). On the CPU the whole batch is one slice: host memory is plentiful and the
+# second im2col would cost time.
+GPU_WORKSPACE_BYTES = 32 * 2 ** 20
 
 
 def batch_slices(xp, x_shape, cols_rows: int, out_shape, itemsize: int) -> tuple:
@@ -160,6 +166,9 @@ def _to_nchw(xp, y, bias, out=None):
     if uses_cuda(y) and (bias is None or (bias.dtype == y.dtype and bias.flags.c_contiguous)):
         from ..kernels.cuda.conv import bias_to_nchw_cuda
         return bias_to_nchw_cuda(y, bias, out)  # the lines below in one GPU kernel
+    if uses_numba(y) and (bias is None or bias.dtype == y.dtype) and (out is None or out.flags.c_contiguous):
+        from ..kernels.conv import bias_to_nchw_numba
+        return bias_to_nchw_numba(y, bias, out)  # the same, one compiled pass on the CPU's threads
     if bias is not None:
         y += bias.reshape(-1, 1, 1, 1)
     if out is None:
@@ -174,6 +183,9 @@ def _to_channels(xp, grad, need_bias: bool, out_bias=None) -> tuple:
     if uses_cuda(grad) and grad.flags.c_contiguous:  # the layout change and db in one GPU kernel
         from ..kernels.cuda.conv import nchw_to_channels_cuda
         return nchw_to_channels_cuda(grad, need_bias, out_bias)
+    if uses_numba(grad):  # the same, one compiled pass on the CPU's threads (the sum in float64)
+        from ..kernels.conv import nchw_to_channels_numba
+        return nchw_to_channels_numba(grad, need_bias, out_bias)
     channels = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(grad.shape[1], -1)
     return channels, grad.sum(axis=(0, 2, 3)) if need_bias else None
 
