@@ -6,6 +6,7 @@ The emulator compiles the very CUDA C source a GPU runs (``tinynet/kernels/cuda/
 without a C++ compiler these tests skip with the reason.
 """
 import platform
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -96,11 +97,38 @@ def _cross_entropy_problems(draw):
         draw(st.integers(0, 2 ** 16))
 
 
+@st.composite
+def _loss_paths(draw):
+    """How the loss is reached on the device: backward from the implicit seed or through a
+    drawn cotangent, and with the one-block kernel or, as for inputs too large for it, the
+    per-row kernels."""
+    return draw(st.booleans()), draw(st.booleans())
+
+
+def _loss_and_grad(loss_fn, logits, target, weight, reduction, cotangent, implicit_seed, one_block):
+    """``loss_fn`` on the CPU and on the simulated device: [(loss, input gradient)] for each."""
+    from tinynet.kernels.cuda import loss as c_loss
+    results = []
+    for device in ("cpu", "cuda"):
+        z = tinynet.tensor(logits, device=device, requires_grad=True)
+        w = None if weight is None else tinynet.tensor(weight, device=device)
+        limit = c_loss.ONE_BLOCK_MAX_ELEMENTS if one_block else 0
+        with mock.patch.object(c_loss, "ONE_BLOCK_MAX_ELEMENTS", limit):
+            loss = loss_fn(z, tinynet.tensor(target, device=device), w, reduction)
+            if implicit_seed and reduction != "none":
+                loss.backward()
+            else:
+                (loss * tinynet.tensor(cotangent, device=device)).sum().backward()
+        results.append((loss.detach().cpu().numpy(), z.grad.cpu().numpy()))
+    return results
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(problem=_cross_entropy_problems())
-def test_cross_entropy_kernels_equal_reference(dtype, problem):
-    """The fused op on the simulated device (forward, sum/mean kernel, backward) against the
-    array reference on the CPU, with class weights and ignored labels."""
+@given(problem=_cross_entropy_problems(), path=_loss_paths())
+def test_cross_entropy_kernels_equal_reference(dtype, problem, path):
+    """The fused op on the simulated device (the one-block loss-and-gradient kernel, or the rows,
+    sum/mean and backward kernels) against the array reference on the CPU, with class weights
+    and ignored labels."""
     shape, reduction, weighted, seed = problem
     rng = np.random.default_rng(seed)
     classes = shape[1]
@@ -110,23 +138,19 @@ def test_cross_entropy_kernels_equal_reference(dtype, problem):
     weight = (rng.random(classes) + 0.5).astype(dtype) if weighted else None
     cotangent = _rand(rng, () if reduction != "none" else target.shape, dtype)
 
-    results = []
-    for device in ("cpu", "cuda"):
-        z = tinynet.tensor(logits, device=device, requires_grad=True)
-        w = None if weight is None else tinynet.tensor(weight, device=device)
-        loss = F.cross_entropy(z, tinynet.tensor(target, device=device), weight=w, reduction=reduction)
-        (loss * tinynet.tensor(cotangent, device=device)).sum().backward()
-        results.append((loss.detach().cpu().numpy(), z.grad.cpu().numpy()))
+    results = _loss_and_grad(lambda z, t, w, r: F.cross_entropy(z, t, weight=w, reduction=r), logits, target,
+                             weight, reduction, cotangent, *path)
     (loss_cpu, grad_cpu), (loss_gpu, grad_gpu) = results
     np.testing.assert_allclose(loss_gpu, loss_cpu, equal_nan=True, **TOL[dtype])
     np.testing.assert_allclose(grad_gpu, grad_cpu, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(problem=_cross_entropy_problems())
-def test_log_softmax_and_nll_kernels_equal_reference(dtype, problem):
-    """log_softmax (one kernel each way, along dim 1) then nll_loss (forward, sum/mean kernel,
-    backward) on the simulated device against the array code on the CPU."""
+@given(problem=_cross_entropy_problems(), path=_loss_paths())
+def test_log_softmax_and_nll_kernels_equal_reference(dtype, problem, path):
+    """log_softmax (one kernel each way, along dim 1) then nll_loss (the one-block kernel, or
+    forward, sum/mean and backward kernels) on the simulated device against the array code on
+    the CPU."""
     shape, reduction, weighted, seed = problem
     rng = np.random.default_rng(seed)
     classes = shape[1]
@@ -135,14 +159,8 @@ def test_log_softmax_and_nll_kernels_equal_reference(dtype, problem):
     target[rng.random(target.shape) < 0.2] = -100
     weight = (rng.random(classes) + 0.5).astype(dtype) if weighted else None
     cotangent = _rand(rng, () if reduction != "none" else target.shape, dtype)
-    results = []
-    for device in ("cpu", "cuda"):
-        z = tinynet.tensor(logits, device=device, requires_grad=True)
-        w = None if weight is None else tinynet.tensor(weight, device=device)
-        loss = F.nll_loss(F.log_softmax(z, dim=1), tinynet.tensor(target, device=device), weight=w,
-                          reduction=reduction)
-        (loss * tinynet.tensor(cotangent, device=device)).sum().backward()
-        results.append((loss.detach().cpu().numpy(), z.grad.cpu().numpy()))
+    results = _loss_and_grad(lambda z, t, w, r: F.nll_loss(F.log_softmax(z, dim=1), t, weight=w, reduction=r),
+                             logits, target, weight, reduction, cotangent, *path)
     (loss_cpu, grad_cpu), (loss_gpu, grad_gpu) = results
     np.testing.assert_allclose(loss_gpu, loss_cpu, equal_nan=True, **TOL[dtype])
     np.testing.assert_allclose(grad_gpu, grad_cpu, equal_nan=True, **TOL[dtype])
@@ -156,14 +174,38 @@ def test_log_softmax_kernel_along_any_dim(dim):
     np.testing.assert_allclose(got, want, **TOL[np.float64])
 
 
-def test_cross_entropy_launches_three_kernels():
-    z = tinynet.tensor(_rand(np.random.default_rng(0), (4, 10), np.float32), device="cuda", requires_grad=True)
+@pytest.mark.parametrize("op", ["cross_entropy", "nll_loss"])
+def test_a_reduced_loss_is_one_launch_and_its_backward_none(op):
+    """'mean' cross-entropy or nll_loss: one launch writes the loss and the input's gradient;
+    backward from the implicit seed launches nothing (but z.grad's copy), and from an explicit
+    gradient one scaling kernel."""
+    rng = np.random.default_rng(0)
+    z = tinynet.tensor(_rand(rng, (4, 10), np.float32), device="cuda", requires_grad=True)
     y = tinynet.tensor(np.array([1, 2, 3, 4]), device="cuda")
+    getattr(F, op)(z, y).backward()  # the first backward makes the cached seed
+    z.grad = None
     with sim.counting() as c:
-        loss = F.cross_entropy(z, y)
+        loss = getattr(F, op)(z, y)
+    assert c["launch_names"] == {f"loss.{op.replace('_loss', '')}_reduced": 1}
+    with sim.counting() as c:
         loss.backward()
-    assert c["launch_names"] == {"loss.cross_entropy_forward": 1, "loss.loss_reduce": 1, "ones_like": 1,
-                                 "loss.cross_entropy_backward": 1, "copy": 1}  # (the seed 1 and z.grad's copy)
+    assert c["launch_names"] == {"copy": 1}  # z.grad's first copy, as for any leaf
+    first = z.grad.cpu().numpy()
+    z.grad = None
+    loss, three = getattr(F, op)(z, y), tinynet.tensor(np.float32(3.0), device="cuda")
+    with sim.counting() as c:
+        loss.backward(three)
+    assert c["launch_names"] == {"multiply": 1, "copy": 1}
+    np.testing.assert_allclose(z.grad.cpu().numpy(), 3 * first, rtol=1e-6)
+
+
+def test_a_loss_too_large_for_one_block_runs_row_kernels(monkeypatch):
+    from tinynet.kernels.cuda import loss as c_loss
+    monkeypatch.setattr(c_loss, "ONE_BLOCK_MAX_ELEMENTS", 39)
+    z = tinynet.tensor(_rand(np.random.default_rng(0), (4, 10), np.float32), device="cuda", requires_grad=True)
+    with sim.counting() as c:
+        F.cross_entropy(z, tinynet.tensor(np.array([1, 2, 3, 4]), device="cuda")).backward()
+    assert {"loss.cross_entropy_forward", "loss.loss_reduce", "loss.cross_entropy_backward"} <= set(c["launch_names"])
 
 
 # ------------------------------------------------------------------ multi-tensor optimisers

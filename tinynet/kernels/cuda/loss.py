@@ -32,12 +32,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import get_array_module
-from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
+from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for, reduce_threads_for
+from .reduce import BLOCK_SUM
 
-__all__ = ["cross_entropy_forward_cuda", "loss_reduce_cuda", "cross_entropy_backward_cuda", "nll_forward_cuda",
+__all__ = ["ONE_BLOCK_MAX_ELEMENTS", "reduced_loss_cuda", "cross_entropy_forward_cuda", "loss_reduce_cuda", "cross_entropy_backward_cuda", "nll_forward_cuda",
            "nll_backward_cuda"]
 
-_SOURCE = f"#define REDUCE_THREADS {REDUCE_THREADS}\n" + r"""
+_SOURCE = BLOCK_SUM + r"""
 // z: (N, C, S) contiguous logits; label, losses, sample_weight, row_max, log_sum: (N, S).
 extern "C" __global__ void cross_entropy_forward(
         const T* z, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
@@ -163,6 +164,96 @@ extern "C" __global__ void nll_backward(
         grad_x[index] = -(c == safe ? (T)1 : (T)0) * (k * sample_weight[row]);
     }
 }
+
+// ---------------------------------------------------------------- reduced losses, one launch
+// The whole 'sum' or 'mean' loss in ONE block (no float atomics, so the result is the same on
+// every run): each thread walks the rows t, t + blockDim.x, ..., the block sums the losses and
+// the weights (block_sum), thread 0 writes out[0]. With want_grad, a second walk over the same
+// rows writes d out[0] / dz, which needs the summed weights of the 'mean' first.
+extern "C" __global__ void cross_entropy_reduced(
+        const T* z, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
+        int mean, int want_grad, T* out, T* grad_z, long long rows, long long n_class, long long spatial) {
+    __shared__ T shared[REDUCE_THREADS];
+    T loss = 0, weight = 0;
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        const T* zr = z + (row / spatial) * n_class * spatial + row % spatial;   // logit c: zr[c * spatial]
+        long long t = label[row];
+        if (t == ignore_index) continue;
+        T m = zr[0];
+        for (long long c = 1; c < n_class; c++)
+            if (zr[c * spatial] > m) m = zr[c * spatial];
+        T total = 0;
+        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
+        if (t < 0 || t >= n_class) {   // invalid label: NaN, as the reference does on a GPU
+            loss += (T)TN_NAN;
+            weight += has_weight ? class_weight[0] : (T)1;
+        } else {
+            T w = has_weight ? class_weight[t] : (T)1;
+            loss += w * (log(total) - (zr[t * spatial] - m));
+            weight += w;
+        }
+    }
+    loss = block_sum(shared, loss);
+    weight = block_sum(shared, weight);
+    if (threadIdx.x == 0) out[0] = mean ? loss / weight : loss;   // all ignored: 0/0 = NaN, as PyTorch
+    if (!want_grad) return;
+    T k = mean ? (T)1 / weight : (T)1;
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        long long base = (row / spatial) * n_class * spatial + row % spatial;
+        const T* zr = z + base;
+        T* gr = grad_z + base;
+        long long t = label[row];
+        bool bad = t != ignore_index && (t < 0 || t >= n_class);
+        T w = (t == ignore_index || bad) ? (T)0 : (has_weight ? class_weight[t] : (T)1);
+        if (bad || w == 0) {   // NaN for an invalid label; no gradient for a row that counts for nothing
+            for (long long c = 0; c < n_class; c++) gr[c * spatial] = bad ? (T)TN_NAN : (T)0;
+            continue;
+        }
+        T m = zr[0];
+        for (long long c = 1; c < n_class; c++)
+            if (zr[c * spatial] > m) m = zr[c * spatial];
+        T total = 0;
+        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
+        T ls = log(total);
+        for (long long c = 0; c < n_class; c++)
+            gr[c * spatial] = (exp((zr[c * spatial] - m) - ls) * w - (c == t ? w : (T)0)) * k;
+    }
+}
+
+// nll_loss the same way: out[0] = -sum w[t] x[t] (divided by sum w for 'mean'), and with
+// want_grad d out[0] / dx = -onehot(t) * w / (sum w for 'mean').
+extern "C" __global__ void nll_reduced(
+        const T* x, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
+        int mean, int want_grad, T* out, T* grad_x, long long rows, long long n_class, long long spatial) {
+    __shared__ T shared[REDUCE_THREADS];
+    T loss = 0, weight = 0;
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        long long t = label[row];
+        if (t == ignore_index) continue;
+        if (t < 0 || t >= n_class) {
+            loss += (T)TN_NAN;
+            weight += has_weight ? class_weight[0] : (T)1;
+        } else {
+            T w = has_weight ? class_weight[t] : (T)1;
+            loss += -w * x[((row / spatial) * n_class + t) * spatial + row % spatial];
+            weight += w;
+        }
+    }
+    loss = block_sum(shared, loss);
+    weight = block_sum(shared, weight);
+    if (threadIdx.x == 0) out[0] = mean ? loss / weight : loss;
+    if (!want_grad) return;
+    T k = mean ? (T)1 / weight : (T)1;   // all ignored with 'mean': 1/0, and NaN gradients as PyTorch
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        T* gr = grad_x + (row / spatial) * n_class * spatial + row % spatial;
+        long long t = label[row];
+        bool bad = t != ignore_index && (t < 0 || t >= n_class);
+        long long safe = t == ignore_index ? 0 : t;    // as the reference's label: 0 where ignored
+        T w = (t == ignore_index || bad) ? (T)0 : (has_weight ? class_weight[t] : (T)1);
+        for (long long c = 0; c < n_class; c++)
+            gr[c * spatial] = bad ? (T)TN_NAN : -(c == safe ? (T)1 : (T)0) * (k * w);
+    }
+}
 """
 
 _module = CudaModule("loss", _SOURCE)
@@ -263,3 +354,30 @@ def nll_backward_cuda(shape, target, sample_weight, scale, ignore_index, count=N
                         np.int64(ignore_index), grad_x, np.int64(grad_x.size), np.int64(n_class),
                         np.int64(label.shape[1])))
     return grad_x
+
+
+# The most logits (N*C*S) that the one-block kernels take. One block runs on one of the GPU's
+# streaming multiprocessors: for a classifier's batch (64 x 10 logits, 256 x 1000) that is a few
+# microseconds, less than one more launch costs the host; a larger input (a segmentation map)
+# spreads its rows over the whole GPU in the per-row kernels instead.
+ONE_BLOCK_MAX_ELEMENTS = 1 << 18
+
+
+def reduced_loss_cuda(kernel: str, x, target, weight, ignore_index, reduction: str, want_grad: bool):
+    """The 'sum' or 'mean' of ``cross_entropy`` (``kernel='cross_entropy_reduced'``, ``x`` the
+    logits) or ``nll_loss`` (``'nll_reduced'``, ``x`` the log-probabilities) against class
+    indices, in ONE launch of one block, with, when ``want_grad``, the gradient of that loss
+    with respect to ``x`` (as if the loss's own gradient were 1) from the same launch.
+
+    ``x``: (N, C, ...) or (C,) with at most :data:`ONE_BLOCK_MAX_ELEMENTS` elements. Returns
+    ``(loss, grad)``: a 0-d array and an array shaped like ``x`` (None without ``want_grad``)."""
+    xp = get_array_module(x)
+    z, label = _rows(xp, x, target)
+    out = xp.empty((), dtype=z.dtype)
+    grad = xp.empty(z.shape, dtype=z.dtype) if want_grad else None
+    class_weight = out if weight is None else weight.astype(z.dtype, copy=False)  # stand-in: unread
+    _module.launch(kernel, z.dtype, (1,), (reduce_threads_for(label.size),),
+                   (z, label, class_weight, np.int32(weight is not None), np.int64(ignore_index),
+                    np.int32(reduction == "mean"), np.int32(want_grad), out, out if grad is None else grad,
+                    np.int64(label.size), np.int64(z.shape[1]), np.int64(z.shape[2])))
+    return out, None if grad is None else grad.reshape(x.shape)
