@@ -1,5 +1,7 @@
-"""Softmax cross-entropy with class-index targets on the GPU, fused (CUDA C, launched through
-CuPy): two kernels forward (the rows, then their sum or mean), one backward.
+"""Softmax cross-entropy and nll_loss with class-index targets on the GPU, fused (CUDA C,
+launched through CuPy). A 'sum' or 'mean' loss is ONE launch that also writes the gradient
+(``*_reduced``); 'none', and inputs too large for one block, take three: the rows, their sum
+or mean, the backward.
 
 The logits are viewed as (N, C, S): C classes, and S positions per sample (S = 1 for (N, C)
 logits, S = d1*d2*... for (N, C, d1, d2, ...)). A *row* is one (n, s): one prediction over C
@@ -14,7 +16,19 @@ whose label is ``ignore_index`` has loss 0, weight 0 and gradient 0 (also when e
 ignored and the 'mean' divides by 0, as in PyTorch); a label outside [0, C)
 gives a NaN loss and NaN gradients (checking labels on the host would make it wait for the GPU).
 
-Parallel decomposition:
+Parallel decomposition of the one-launch kernels (``cross_entropy_reduced``, ``nll_reduced``):
+ONE block. Each thread walks its rows (t, t + blockDim.x, ...) and adds up their losses and
+weights; the block sums them as a tree in shared memory (``block_sum``, ``kernels/cuda/reduce.py``),
+a fixed order, so the loss is the same bit for bit on every run (no float atomics); thread 0
+writes it. When the input requires grad, every thread then walks the same rows again and
+writes their gradients, ``scale`` being 1 (divided by the summed weights for 'mean', which the
+block sum has just made known to all threads): the gradient of the loss itself, which backward
+returns as it is for ``loss.backward()``'s implicit seed, and scales in one launch for any other
+incoming gradient. One block uses one streaming multiprocessor: right for a classifier's batch
+(a few thousand logits, a few microseconds), wrong for a segmentation map, so inputs above
+``ONE_BLOCK_MAX_ELEMENTS`` take the per-row kernels below.
+
+Parallel decomposition of the per-row kernels:
 
 * forward: one thread per row. It walks the row's C logits twice (max, then the sum of
   exponentials), and writes the loss, the label's weight (summed later for 'mean') and the
@@ -22,7 +36,7 @@ Parallel decomposition:
   log-probabilities the reference keeps). One thread per row suits class counts up to a few
   thousand; a huge vocabulary would want a block per row and block reductions.
 * reduction ('sum' and 'mean', shared with ``nll_loss``): one block adds the row losses and
-  the row weights in shared memory (the tree sum of ``kernels/cuda/norm.py``) and writes the total, divided by the
+  the row weights in shared memory (``block_sum``) and writes the total, divided by the
   summed weights for 'mean', and that divisor for the backward: one launch instead of three.
 * backward: one thread per logit (n, c, s). Each reads its row's ``m``, ``log_sum``, label and
   weight and writes its own gradient: no reduction is left, so every thread is independent.
@@ -73,27 +87,17 @@ extern "C" __global__ void cross_entropy_forward(
 // One block: out[0] = sum(losses), divided by sum(sample_weight) when `mean`; count[0] = that sum.
 extern "C" __global__ void loss_reduce(const T* losses, const T* sample_weight, long long rows, int mean,
                                                 T* out, T* count) {
-    __shared__ T loss_sums[REDUCE_THREADS];
-    __shared__ T weight_sums[REDUCE_THREADS];
-    int t = threadIdx.x;
+    __shared__ T shared[REDUCE_THREADS];
     T loss = 0, weight = 0;
-    for (long long row = t; row < rows; row += blockDim.x) {
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
         loss += losses[row];
         weight += sample_weight[row];
     }
-    loss_sums[t] = loss;
-    weight_sums[t] = weight;
-    __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half /= 2) {
-        if (t < half) {
-            loss_sums[t] += loss_sums[t + half];
-            weight_sums[t] += weight_sums[t + half];
-        }
-        __syncthreads();
-    }
-    if (t == 0) {
-        count[0] = weight_sums[0];
-        out[0] = mean ? loss_sums[0] / weight_sums[0] : loss_sums[0];   // all ignored: 0/0 = NaN, as PyTorch
+    loss = block_sum(shared, loss);
+    weight = block_sum(shared, weight);
+    if (threadIdx.x == 0) {
+        count[0] = weight;
+        out[0] = mean ? loss / weight : loss;   // all ignored: 0/0 = NaN, as PyTorch
     }
 }
 
