@@ -208,6 +208,82 @@ def test_a_loss_too_large_for_one_block_runs_row_kernels(monkeypatch):
     assert {"loss.cross_entropy_forward", "loss.loss_reduce", "loss.cross_entropy_backward"} <= set(c["launch_names"])
 
 
+# ------------------------------------------------------------- the bias inside the GEMM (cuBLASLt)
+@st.composite
+def _gemm_problems(draw):
+    m, k, n = draw(st.integers(1, 7)), draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    return m, k, n, draw(st.booleans()), draw(st.integers(0, 2 ** 16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(problem=_gemm_problems())
+def test_gemm_with_bias_epilogues_equal_reference(dtype, problem):
+    """matmul_bias and matmul_bias_grad on the simulated device (the epilogue path, as on a GPU
+    whose cuBLASLt passed its check) against NumPy, with C- and F-ordered operands."""
+    from tinynet.kernels import gemm
+    m, k, n, transposed, seed = problem
+    rng = np.random.default_rng(seed)
+    a, bias, dy = _rand(rng, (m, k), dtype), _rand(rng, n, dtype), _rand(rng, (m, n), dtype)
+    b = _rand(rng, (n, k), dtype).T if transposed else _rand(rng, (k, n), dtype)   # (a weight's .T: F-ordered)
+    a_dev, bias_dev, dy_dev = _device(a), _device(bias), _device(dy)
+    b_dev = _device(b.T).T if transposed else _device(b)
+    gemm.matmul_bias(sim.cupy, a_dev, b_dev, bias_dev)   # the first use on a (device, dtype) checks the epilogues
+    with sim.counting() as c:
+        y = gemm.matmul_bias(sim.cupy, a_dev, b_dev, bias_dev)
+        grad_w, grad_b = gemm.matmul_bias_grad(sim.cupy, dy_dev.T, a_dev)   # a Linear's dW and db
+    assert c["launch_names"] == {"cublaslt_gemm": 2} and c["gemms"] == 2
+    np.testing.assert_allclose(y.get(), a @ b + bias, **TOL[dtype])
+    np.testing.assert_allclose(grad_w.get(), dy.T @ a, **TOL[dtype])
+    np.testing.assert_allclose(grad_b.get(), dy.sum(axis=0), **TOL[dtype])
+
+
+def test_linear_bias_costs_no_launch_of_its_own():
+    """Linear with a bias: forward one GEMM (the bias in its epilogue), backward two GEMMs (dx;
+    dW with db from the same GEMM), nothing else but the leaves' first .grad copies."""
+    layer = tinynet.nn.Linear(5, 3).to("cuda")
+    x = tinynet.tensor(_rand(np.random.default_rng(0), (4, 5), np.float32), device="cuda", requires_grad=True)
+    layer(x).sum().backward()  # the first use runs the epilogues' check
+    with sim.counting() as c:
+        y = layer(x)
+    assert c["launch_names"] == {"cublaslt_gemm": 1}
+    grad = tinynet.ones(4, 3, device="cuda")
+    x.grad = layer.weight.grad = layer.bias.grad = None
+    with sim.counting() as c:
+        y.backward(grad)
+    assert c["launch_names"] == {"cublas_gemm": 1, "cublaslt_gemm": 1, "copy": 3}, c["launch_names"]
+    host = {k: v.detach().cpu().numpy() for k, v in (("x", x), ("w", layer.weight), ("b", layer.bias))}
+    np.testing.assert_allclose(y.detach().cpu().numpy(), host["x"] @ host["w"].T + host["b"], rtol=1e-5)
+    np.testing.assert_allclose(layer.bias.grad.cpu().numpy(), [4.0, 4.0, 4.0])
+    np.testing.assert_allclose(layer.weight.grad.cpu().numpy(), np.ones((3, 4)) @ host["x"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("failure", ["wrong", "raises"])
+def test_a_failed_epilogue_check_warns_and_keeps_the_plain_path(monkeypatch, failure):
+    """The check before the first use on a (device, dtype): an epilogue that computes wrong
+    numbers or raises is never used; the warning says why, and Linear still gives the right
+    values through a GEMM and a separate add and sum."""
+    from tinynet.kernels import gemm
+
+    def broken(a, b, bias, out, kind):
+        if failure == "raises":
+            raise RuntimeError("cublasLtMatmul failed with cuBLAS status 15")
+        return sim.cublas_gemm(a, b, out=out)   # the product without its epilogue
+    monkeypatch.setattr(sim, "cublaslt_gemm", broken)
+    monkeypatch.setattr(gemm, "_epilogue_ok", {})
+    layer = tinynet.nn.Linear(5, 3, dtype=tinynet.float64).to("cuda")
+    x = tinynet.tensor(np.random.default_rng(1).standard_normal((4, 5)), device="cuda")
+    reason = "status 15" if failure == "raises" else "differ from the plain path's"
+    with pytest.warns(RuntimeWarning, match=f"cuBLASLt's bias epilogues are not used for float64.*{reason}"):
+        y = layer(x)
+    with sim.counting() as c:
+        y = layer(x)
+        y.sum().backward()
+    assert "cublaslt_gemm" not in c["launch_names"] and c["launch_names"]["add"] == 1, c["launch_names"]
+    w, b = layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy()
+    np.testing.assert_allclose(y.detach().cpu().numpy(), x.cpu().numpy() @ w.T + b, rtol=1e-12)
+    np.testing.assert_allclose(layer.bias.grad.cpu().numpy(), [4.0, 4.0, 4.0])
+
+
 # ------------------------------------------------------------------ multi-tensor optimisers
 OPTIMIZERS = [
     (optim.SGD, dict(lr=0.1)),
