@@ -5,6 +5,7 @@ hypothesis-drawn shapes in float32 and float64; and the launch accounting around
 The emulator compiles the very CUDA C source a GPU runs (``tinynet/kernels/cuda/emulate.py``);
 without a C++ compiler these tests skip with the reason.
 """
+import ctypes
 import platform
 from unittest import mock
 
@@ -516,3 +517,112 @@ def test_backward_writes_parameter_gradients_into_their_reserved_storage():
             np.testing.assert_allclose(q.grad.cpu().numpy(), p.grad.numpy(), **TOL[np.float64])
         for opt in opts.values():
             opt.step()
+
+
+class _FakeCublasLt:
+    """libcublasLt as its documentation describes it, in NumPy, over host memory: matrices are
+    column-major ``(rows, cols)`` with a leading dimension ``ld``, ``op`` T transposes, and
+    ``D = op(A) @ op(B)`` then the epilogue: BIAS adds ``bias[i]`` to row i of D, BGRADB writes
+    the column sums of op(B) (a sum over the GEMM's k) into ``bias``. The binding's calls run
+    against it on the simulated device, whose arrays live in host memory, so the layouts,
+    transposes and leading dimensions it passes are checked without a GPU."""
+
+    def __init__(self):
+        self.objects, self.calls = {}, []
+
+    def _new(self, out, value):
+        key = len(self.objects) + 1
+        self.objects[key] = value
+        out._obj.value = key
+        return 0
+
+    def cublasLtCreate(self, out):
+        return self._new(out, "handle")
+
+    def cublasLtMatmulDescCreate(self, out, compute, scale_type):
+        return self._new(out, {"compute": compute, "type": scale_type, 3: 0, 4: 0, 7: 1, 8: None})
+
+    def cublasLtMatmulDescSetAttribute(self, desc, attribute, value, size):
+        self.objects[desc.value][attribute] = value._obj.value
+        return 0
+
+    def cublasLtMatrixLayoutCreate(self, out, cuda_type, rows, cols, ld):
+        return self._new(out, (cuda_type, rows, cols, ld))
+
+    def cublasLtMatmulPreferenceCreate(self, out):
+        return self._new(out, "preference")
+
+    def cublasLtMatmulPreferenceSetAttribute(self, *args):
+        return 0
+
+    def cublasLtMatmulPreferenceDestroy(self, preference):
+        return 0
+
+    def cublasLtMatmulAlgoGetHeuristic(self, handle, desc, a, b, c, d, preference, requested, result, found):
+        found._obj.value = 1
+        return 0
+
+    def _matrix(self, pointer, layout):
+        cuda_type, rows, cols, ld = self.objects[layout.value]
+        dtype = np.dtype(np.float32 if cuda_type == 0 else np.float64)
+        size = (cols - 1) * ld + rows
+        flat = np.frombuffer((ctypes.c_char * (size * dtype.itemsize)).from_address(pointer.value), dtype)
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (dtype.itemsize, ld * dtype.itemsize))
+
+    def cublasLtMatmul(self, handle, desc, alpha, a, a_layout, b, b_layout, beta, c, c_layout, d, d_layout, algo,
+                       workspace, workspace_size, stream):
+        attributes = self.objects[desc.value]
+        op_a, op_b = self._matrix(a, a_layout), self._matrix(b, b_layout)
+        op_a, op_b = (op_a.T if attributes[3] else op_a), (op_b.T if attributes[4] else op_b)
+        result = alpha._obj.value * (op_a @ op_b)
+        dtype = np.dtype(np.float32 if attributes["type"] == 0 else np.float64)
+        length = result.shape[0] if attributes[7] == 4 else result.shape[1]   # rows of D, or its columns
+        bias = np.frombuffer((ctypes.c_char * (length * dtype.itemsize)).from_address(attributes[8]), dtype)
+        if attributes[7] == 4:
+            result = result + bias[:, None]
+        elif attributes[7] == 512:
+            bias[:] = op_b.sum(axis=0)
+        self._matrix(d, d_layout)[...] = result
+        self.calls.append(attributes[7])
+        return 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(problem=_gemm_problems())
+def test_cublaslt_binding_computes_the_products_as_cublaslt_documents_them(dtype, problem):
+    """The ctypes binding (kernels/gemm.py, the part a GPU runs) against a NumPy libcublasLt:
+    forward with the bias epilogue for C- and F-ordered operands (a weight's .T), and the
+    weight and bias gradients from the BGRADB epilogue."""
+    from tinynet.kernels import gemm
+    fake = _FakeCublasLt()
+    m, k, n, transposed, seed = problem
+    rng = np.random.default_rng(seed)
+    a, bias, dy = _rand(rng, (m, k), dtype), _rand(rng, n, dtype), _rand(rng, (m, n), dtype)
+    b = _rand(rng, (n, k), dtype).T if transposed else _rand(rng, (k, n), dtype)
+    b_dev = _device(b.T).T if transposed else _device(b)
+    y, grad_w, grad_b = (sim.cupy.empty(shape, dtype=dtype) for shape in ((m, n), (n, k), (n,)))
+    with mock.patch.object(gemm, "_cublaslt", lambda: fake), mock.patch.object(gemm, "_lt_state", {}), \
+            mock.patch.object(gemm, "_lt_plans", {}):
+        gemm._cublaslt_matmul(sim.cupy, gemm._EPILOGUE_BIAS, _device(a), b_dev, _device(bias), y)
+        gemm._cublaslt_matmul(sim.cupy, gemm._EPILOGUE_BGRADB, _device(dy).T, _device(a), grad_b, grad_w)
+    assert fake.calls == [gemm._EPILOGUE_BIAS, gemm._EPILOGUE_BGRADB]
+    np.testing.assert_allclose(y.get(), a @ b + bias, **TOL[dtype])
+    np.testing.assert_allclose(grad_w.get(), dy.T @ a, **TOL[dtype])
+    np.testing.assert_allclose(grad_b.get(), dy.sum(axis=0), **TOL[dtype])
+
+
+def test_no_epilogue_check_while_a_stream_captures(monkeypatch):
+    """The check reads results back on the host, which a capturing stream forbids: before it
+    has run, a product made during capture takes the plain path, and the check waits."""
+    from tinynet.kernels import gemm
+
+    class Capturing:
+        def is_capturing(self):
+            return True
+    monkeypatch.setattr(gemm, "_epilogue_ok", {})
+    monkeypatch.setattr(sim.cupy.cuda, "get_current_stream", lambda: Capturing())
+    a, b, bias = (_device(np.ones(shape, np.float32)) for shape in ((2, 3), (3, 4), (4,)))
+    with sim.counting() as c:
+        y = gemm.matmul_bias(sim.cupy, a, b, bias)
+    assert c["launch_names"] == {"cublas_gemm": 1, "add": 1} and gemm._epilogue_ok == {}
+    np.testing.assert_array_equal(y.get(), np.full((2, 4), 4.0, np.float32))

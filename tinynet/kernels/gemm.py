@@ -279,6 +279,12 @@ def _epilogue_gemm(xp, epilogue: int, a, b, bias, out) -> None:
     if sim is not None and type(a) is sim.SimArray:
         sim.cublaslt_gemm(a, b, bias, out, "bias" if epilogue == _EPILOGUE_BIAS else "bias_grad")
         return
+    _cublaslt_matmul(xp, epilogue, a, b, bias, out)
+
+
+def _cublaslt_matmul(xp, epilogue: int, a, b, bias, out) -> None:
+    """:func:`_epilogue_gemm` through libcublasLt (ctypes): one ``cublasLtMatmul`` call, with
+    the descriptor, layouts and algorithm of its shape made on the first call."""
     lib = _cublaslt()
     (m, k), n = a.shape, b.shape[1]
     a, op_a, lda = _column_major(xp, a)
