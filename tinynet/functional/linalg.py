@@ -125,10 +125,11 @@ class Linear(Function):
         dW = dy^T @ x         (out, rows) @ (rows, in): each row's outer product, summed
         db = dy               summed over the rows
 
-    A bias of shape (out,) goes into the GEMMs themselves where the GPU allows it
-    (``kernels/gemm.py``: cuBLASLt's epilogues): the forward GEMM adds it, and the dW GEMM, which
-    already sums over the rows, sums dy into db as well. Otherwise the bias is a separate add,
-    and db is left to the engine, which sums a broadcast input's gradient over the rows.
+    A bias of shape (out,) goes with the GEMMs (``gemm.matmul_bias``, ``gemm.matmul_bias_grad``):
+    on a GPU whose cuBLASLt passed its check, inside them (the forward GEMM adds it, and the dW
+    GEMM, which already sums over the rows, sums dy into db as well); elsewhere as an add after
+    the forward GEMM and a sum beside dW's. A bias of another broadcastable shape is added after
+    the GEMM, and the engine sums its gradient back to its shape.
     """
 
     @staticmethod
@@ -136,7 +137,7 @@ class Linear(Function):
         ctx.save_for_backward(x, weight)
         backends.prepare_gemm(ctx.xp)
         # A (out,) bias in the GEMM (as rows: the batch dims flattened), else added after it.
-        ctx.vector_bias = bias is not None and bias.shape == weight.shape[:1] and x.ndim >= 1
+        ctx.vector_bias = bias is not None and bias.shape == weight.shape[:1]
         if ctx.vector_bias:
             rows = gemm.matmul_bias(ctx.xp, x.reshape(-1, weight.shape[1]), weight.T, bias)
             return rows.reshape(x.shape[:-1] + weight.shape[:1])
