@@ -321,6 +321,11 @@ def test_max_pool_of_infinities_and_nans():
     np.testing.assert_array_equal(host(argmax), ref_argmax)
 
 
+def _mask(state, shape, p, dtype):
+    """The dropout mask of ``shape`` that the one-launch dropout kernel draws from ``state``."""
+    return c_dropout.dropout_cuda(state, dev(np.ones(shape, dtype)), p)[1]
+
+
 @needs_emulator
 @pytest.mark.parametrize("dtype", DTYPES)
 @FEW
@@ -328,7 +333,7 @@ def test_max_pool_of_infinities_and_nans():
        p=st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]))
 def test_dropout_mask_is_the_reference_philox_mask(dtype, seed, offset, size, p):
     state = dev(np.array([seed, offset, 0], np.uint64))
-    mask = c_dropout.dropout_mask_cuda(state, (size,), p, dtype)
+    mask = _mask(state, (size,), p, dtype)
     assert mask.dtype == dtype
     np.testing.assert_array_equal(host(mask), dropout_mask_reference(seed, offset, size, p, dtype))
     assert host(state).tolist() == [seed, offset + 1, 0]   # the offset advanced on the device, by the same launch
@@ -338,12 +343,12 @@ def test_dropout_mask_is_the_reference_philox_mask(dtype, seed, offset, size, p)
 def test_one_launch_draws_a_mask_and_advances_the_offset():
     """Over many blocks (the last one advances the offset) and for an empty mask."""
     state = c_dropout.philox_state(sim.cupy, 99)
-    before = sim.stats.launch_names["dropout.dropout_mask"]
+    before = sim.stats.launch_names["dropout.dropout_forward"]
     for k, size in enumerate([5000, 0, 3]):     # 5000 elements: 5 blocks of 256 threads
-        mask = c_dropout.dropout_mask_cuda(state, (size,), 0.5, np.float64)
+        mask = _mask(state, (size,), 0.5, np.float64)
         np.testing.assert_array_equal(host(mask), dropout_mask_reference(99, k, size, 0.5, np.float64))
         assert host(state).tolist() == [99, k + 1, 0]
-    assert sim.stats.launch_names["dropout.dropout_mask"] - before == 3
+    assert sim.stats.launch_names["dropout.dropout_forward"] - before == 3
 
 
 @needs_emulator
@@ -364,13 +369,48 @@ def test_dropout_forward_kernel_applies_the_reference_mask(dtype, shape, seed, o
 
 
 @needs_emulator
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(shape=st.lists(st.integers(0, 6), min_size=2, max_size=4), channel_dims=st.integers(1, 2),
+       seed=st.integers(0, 2**64 - 1), offset=st.integers(0, 2**40), p=st.sampled_from([0.1, 0.5, 1.0]))
+def test_dropout_forward_kernel_per_channel_applies_the_reference_mask(dtype, shape, channel_dims, seed, offset, p):
+    """dropout2d's one launch: mask value e (of the first channel_dims dims) is the reference's
+    e-th, and scales its whole channel; with an empty channel (a 0 in the spatial dims) the mask
+    is still drawn."""
+    x = random(shape, seed % 2**32, dtype)
+    state = dev(np.array([seed, offset, 0], np.uint64))
+    y, mask = c_dropout.dropout_cuda(state, dev(x), p, channel_dims)
+    channels = int(np.prod(shape[:channel_dims]))
+    expected_mask = dropout_mask_reference(seed, offset, channels, p, dtype).reshape(
+        tuple(shape[:channel_dims]) + (1,) * (len(shape) - channel_dims))
+    np.testing.assert_array_equal(host(mask), expected_mask)
+    np.testing.assert_array_equal(host(y), x * expected_mask)
+    assert host(state).tolist() == [seed, offset + 1, 0]
+
+
+@needs_emulator
+def test_dropout2d_op_on_the_device_is_one_launch_and_its_gradient_is_the_mask():
+    x = tinynet.randn(3, 5, 4, 4, device="cuda", requires_grad=True)
+    F.dropout2d(x, 0.5)  # the generator's first draw makes its device state (a host-to-device copy)
+    tinynet.manual_seed(7)
+    before = dict(sim.stats.launch_names)
+    y = F.dropout2d(x, 0.5)
+    launched = {k: v - before.get(k, 0) for k, v in sim.stats.launch_names.items() if v != before.get(k, 0)}
+    assert launched == {"dropout.dropout_forward": 1}, launched
+    y.backward(tinynet.ones(3, 5, 4, 4, device="cuda"))
+    mask = np.broadcast_to(dropout_mask_reference(7, 0, 15, 0.5).reshape(3, 5, 1, 1), (3, 5, 4, 4))
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), mask)
+    np.testing.assert_array_equal(y.detach().cpu().numpy(), x.detach().cpu().numpy() * mask)
+
+
+@needs_emulator
 def test_dropout_op_on_the_device_is_one_launch_and_its_gradient_is_the_mask():
     x = tinynet.randn(6, 7, device="cuda", requires_grad=True)
     tinynet.manual_seed(3)
     before = dict(sim.stats.launch_names)
     y = F.dropout(x, 0.4)
     launched = {k: v - before.get(k, 0) for k, v in sim.stats.launch_names.items() if v != before.get(k, 0)}
-    assert launched.get("dropout.dropout_forward") == 1 and "dropout.dropout_mask" not in launched, launched
+    assert launched == {"dropout.dropout_forward": 1}, launched
     y.backward(tinynet.ones(6, 7, device="cuda"))
     mask = dropout_mask_reference(3, 0, 42, 0.4).reshape(6, 7)
     np.testing.assert_array_equal(x.grad.cpu().numpy(), mask)
@@ -388,18 +428,18 @@ def test_philox_kernel_known_answers():
 @needs_emulator
 def test_dropout_masks_repeat_for_a_state_and_change_with_the_offset():
     state = c_dropout.philox_state(sim.cupy, 1234)
-    first = host(c_dropout.dropout_mask_cuda(state, (8, 9), 0.3, np.float32))
-    second = host(c_dropout.dropout_mask_cuda(state, (8, 9), 0.3, np.float32))
+    first = host(_mask(state, (8, 9), 0.3, np.float32))
+    second = host(_mask(state, (8, 9), 0.3, np.float32))
     assert host(state)[1] == 2 and not np.array_equal(first, second)
     c_dropout.reseed(state, 1234)
-    np.testing.assert_array_equal(host(c_dropout.dropout_mask_cuda(state, (8, 9), 0.3, np.float32)), first)
+    np.testing.assert_array_equal(host(_mask(state, (8, 9), 0.3, np.float32)), first)
     assert set(np.unique(first)) <= {0, np.float32(1 / 0.7)}
 
 
 @needs_emulator
 def test_dropout_keep_fraction():
     p = 0.3
-    mask = host(c_dropout.dropout_mask_cuda(c_dropout.philox_state(sim.cupy, 5), (20000,), p, np.float32))
+    mask = host(_mask(c_dropout.philox_state(sim.cupy, 5), (20000,), p, np.float32))
     kept = (mask != 0).mean()
     assert abs(kept - (1 - p)) < 4 * np.sqrt(p * (1 - p) / mask.size)   # 4 standard deviations
 

@@ -243,3 +243,36 @@ def test_trace_prints_each_node_as_backward_visits_it():
         (x.exp() * 3).sum().backward()
     assert [line.split(":")[0] for line in lines] == ["SumBackward", "MulBackward", "ExpBackward"]
     assert "(2,)" in lines[-1] and "|g|=" in lines[-1]
+
+
+def test_the_implicit_seed_is_one_shared_read_only_array(device):
+    """backward() without gradient= starts from a cached array of ones (no fill per call on a
+    GPU): the same object every time, which nobody can write into, and no backward sees it
+    changed by a hook that changes its gradient in place."""
+    from tinynet.autograd import implicit_seed, is_implicit_seed
+    x = leaf([1.0, 2.0], device)
+    seen = []
+
+    class Probe(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a.sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(grad)
+            return ctx.xp.broadcast_to(grad, (2,))
+
+    Probe.apply(x).backward()
+    Probe.apply(x).backward()
+    assert seen[0] is seen[1] and is_implicit_seed(seen[0]) and seen[0] is implicit_seed(seen[0])
+    with pytest.raises(ValueError, match="read-only"):
+        seen[0][...] = 5.0
+    y = Probe.apply(x)
+    y.register_hook(lambda g: g.mul_(7.0))  # in place, on a copy of the seed
+    y.backward()
+    assert not is_implicit_seed(seen[-1])
+    Probe.apply(x).backward()
+    assert is_implicit_seed(seen[-1]) and tinynet.backend.to_host(seen[-1]) == 1.0
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [10.0, 10.0])  # 1 + 1 + 7 + 1
+    assert not is_implicit_seed(tinynet.ones((), device=device).data)

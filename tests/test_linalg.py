@@ -112,6 +112,24 @@ def test_linear_gradients(device, bias, data):
     check_gradients(F.linear, data.draw(linear_operands(np.float64, bias)), device=device)
 
 
+@pytest.mark.parametrize("bias_shape", [(1, 3), (), (2, 3)])
+def test_linear_gradients_with_a_broadcast_bias(device, bias_shape):
+    """A bias of another shape than (out,) is added after the GEMM (not in it), and its gradient
+    summed back to its shape by the engine."""
+    rng = np.random.default_rng(0)
+    check_gradients(F.linear, [rng.standard_normal((2, 4)), rng.standard_normal((3, 4)),
+                               rng.standard_normal(bias_shape)], device=device)
+
+
+def test_linear_frozen_weight_bias_gradient(device):
+    """Weight without grad: db (the rows' sum of dy) without the weight-gradient GEMM."""
+    x = tinynet.tensor(np.ones((2, 5, 3)), device=device)
+    w = tinynet.tensor(np.ones((4, 3)), device=device)
+    b = tinynet.tensor(np.zeros(4), device=device, requires_grad=True)
+    F.linear(x, w, b).sum().backward()
+    np.testing.assert_array_equal(b.grad.cpu().numpy(), np.full(4, 10.0))
+
+
 def test_linear_only_weight_needs_grad(device):
     x = tinynet.tensor(np.ones((2, 3)), device=device)
     w = tinynet.tensor(np.ones((4, 3)), device=device, requires_grad=True)

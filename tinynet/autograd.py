@@ -39,12 +39,12 @@ import weakref
 import numpy as np
 
 from . import recording
-from .backend import get_array_module, to_host
+from .backend import device_of, get_array_module, to_host
 from .tensor import Tensor
 
 __all__ = [
     "Function", "Context", "backward", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "unbroadcast", "reserve_grad",
+    "is_grad_enabled", "unbroadcast", "reserve_grad", "implicit_seed", "is_implicit_seed",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +295,8 @@ def _shape_grad(op: str, grad, meta, out=None):
 
 
 def _run_hooks(hooks, grad_array):
+    if is_implicit_seed(grad_array):  # a hook may change its gradient in place: never the shared seed
+        grad_array = grad_array.copy()
     for hook in hooks:
         result = hook(Tensor._wrap(grad_array))
         if result is not None:
@@ -396,6 +398,40 @@ def _run_node(node, grads, retain_graph):
     return input_grads
 
 
+# The implicit seed. ``loss.backward()`` without ``gradient=`` starts from dloss/dloss = 1.
+# Filling a new array with 1 at every call would cost a kernel launch per training step on a
+# GPU, so the engine hands the root node one cached array of ones per (device, dtype, shape),
+# made on first use and never written: read-only where the array library can say so (NumPy and
+# the simulated device; CuPy arrays have no such flag), and copied before a hook sees it (hooks
+# are where user code gets the engine's gradient arrays, and may change them in place; no
+# Function's backward writes into its incoming gradient). A backward may recognise it with
+# :func:`is_implicit_seed` and skip multiplying by 1: the fused losses then return the gradient
+# their forward already computed, so the whole backward of the loss launches nothing.
+_implicit_seeds: dict = {}
+_implicit_seed_ids: set = set()
+
+
+def implicit_seed(array):
+    """The shared read-only array of ones shaped and typed like ``array`` (one element), on its
+    device: the gradient ``backward`` starts from when none is given."""
+    key = (device_of(array), array.dtype, array.shape)
+    seed = _implicit_seeds.get(key)
+    if seed is None:
+        seed = get_array_module(array).ones_like(array)  # one launch per key, ever
+        try:
+            seed.flags.writeable = False
+        except (AttributeError, ValueError):  # CuPy: no read-only arrays
+            pass
+        _implicit_seeds[key] = seed
+        _implicit_seed_ids.add(id(seed))  # (the dict keeps it alive, so its id stays unique)
+    return seed
+
+
+def is_implicit_seed(grad) -> bool:
+    """Whether ``grad`` is the implicit seed of ``backward`` (a gradient known to be 1)."""
+    return id(grad) in _implicit_seed_ids
+
+
 def _add(a, b):
     return a + b
 
@@ -424,7 +460,7 @@ def backward(tensor: Tensor, gradient=None, retain_graph: bool = False) -> None:
         if tensor.data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; got a "
                                f"tensor of shape {tuple(tensor.shape)}. Pass gradient= of the same shape.")
-        grad_root = run(tensor.xp.ones_like, tensor.data)
+        grad_root = implicit_seed(tensor.data)  # cached: no launch (a recording holds it as a constant)
     else:
         grad_root = gradient.data if isinstance(gradient, Tensor) else tensor.xp.asarray(gradient)
         if grad_root.shape != tensor.data.shape:

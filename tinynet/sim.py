@@ -479,7 +479,7 @@ def _count_launch(name: str, result, wrote: bool) -> None:
     if name in _NO_KERNEL:
         return
     if wrote or name in _WRITES_IN_PLACE or _is_new_buffer(result):
-        kind = "fill" if name in _FILLS else "gemm" if name in _GEMMS or name == _DIRECT_GEMM else "kernel"
+        kind = "fill" if name in _FILLS else "gemm" if name in _GEMMS or name in (_DIRECT_GEMM, _LT_GEMM) else "kernel"
         stats._launch(name, kind)
 
 
@@ -1173,6 +1173,7 @@ class CUDARuntimeError(RuntimeError):
 _capture = None      # the _Capture of the stream capturing now, else None (checked by every op)
 _allocator = None    # the allocator installed with set_allocator/using_allocator, else None (the pool)
 _DIRECT_GEMM = "cublas_gemm"
+_LT_GEMM = "cublaslt_gemm"     # a GEMM with a bias epilogue (kernels/gemm.py), also called directly
 
 _CAPTURE_ERRORS = {
     "sync": (CUDARuntimeError, "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is "
@@ -1336,6 +1337,25 @@ def cublas_gemm(a, b, out=None):
     """``a @ b`` (into ``out`` if given) as tinynet calls cuBLAS directly on a GPU (not through
     CuPy's wrappers): counted as a GEMM, and allowed while a stream captures."""
     return _call(np.matmul, _DIRECT_GEMM, (a, b), {} if out is None else {"out": out})
+
+
+def _lt_gemm(a, b, bias, out, kind):
+    np.matmul(a, b, out=out)
+    if kind == "bias":
+        out += bias
+    else:
+        np.sum(a, axis=1, out=bias)
+
+
+def cublaslt_gemm(a, b, bias, out, kind: str):
+    """``out = a @ b`` with a cuBLASLt epilogue, as ``tinynet.kernels.gemm`` calls it on a GPU:
+    ``kind`` 'bias' adds ``bias`` to every row of ``out``; 'bias_grad' writes ``a.sum(axis=1)``
+    into ``bias``. One launch, counted as a GEMM, allowed while a stream captures."""
+    if kind not in ("bias", "bias_grad"):
+        raise ValueError(f"cublaslt_gemm: kind must be 'bias' or 'bias_grad', got {kind!r}")
+    _call(lambda a, b, out: _lt_gemm(a, b, out[0], out[1], kind), _LT_GEMM, (a, b),
+          {"out": (bias, out)})
+    return out
 
 
 # ----------------------------------------------------------------------- allocators, memory

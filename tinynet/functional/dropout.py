@@ -7,7 +7,8 @@ generator (:func:`tinynet.random.generator_for`): ``tinynet.manual_seed`` makes 
 
 On a GPU (and on the simulated device, through the CUDA emulator) the mask comes from a counter-based
 generator instead (Philox, ``tinynet/kernels/cuda/dropout.py``): one kernel draws it from a
-``[seed, offset]`` pair kept in device memory and advances the offset, so drawing a mask never
+``[seed, offset]`` pair kept in device memory, applies it (dropout and dropout2d alike) and
+advances the offset, so drawing a mask never
 involves the host and a captured CUDA graph draws a new mask on every replay.
 """
 from __future__ import annotations
@@ -46,34 +47,31 @@ class Dropout(Function):
 
 class DropoutDraw(Function):
     """Dropout on a GPU in one kernel: forward draws the mask from ``generator``'s Philox state
-    and applies it (``y = x * mask``); the mask is the one :class:`Dropout` would use.
+    and applies it (``y = x * mask``). ``channel_dims``: None for a value per element (dropout),
+    2 (or 1 for an unbatched (C, H, W) input) for a value per channel (dropout2d).
 
     Backward: dx = dy * mask, as for :class:`Dropout`.
     """
 
     @staticmethod
-    def forward(ctx, x, generator, p):
+    def forward(ctx, x, generator, p, channel_dims=None):
         from ..kernels.cuda.dropout import dropout_cuda
         # The state is looked up here, not by the caller: a replayed step (compile_step) runs
         # forward again, and must see a reseeded generator.
-        y, mask = dropout_cuda(_philox_state(generator, ctx.xp), x, p)
+        y, mask = dropout_cuda(_philox_state(generator, ctx.xp), x, p, channel_dims)
         ctx.save_for_backward(mask)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        return grad * mask, None, None
+        return grad * mask, None, None, None
 
 
 @recordable
 def _scaled_mask(input: Tensor, p: float, shape):
-    """A random mask of ``shape``: 0 with probability p, else 1/(1-p), in the input's dtype."""
-    generator = generator_for(input.device)
-    if uses_cuda(input.data):
-        from ..kernels.cuda.dropout import dropout_mask_cuda
-        return dropout_mask_cuda(_philox_state(generator, input.xp), shape, p, input.dtype)
-    keep = generator.uniform(shape, 0, 1, input.dtype) >= p
+    """A random mask of ``shape`` on the CPU: 0 with probability p, else 1/(1-p), in the input's dtype."""
+    keep = generator_for(input.device).uniform(shape, 0, 1, input.dtype) >= p
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)  # p == 1 drops everything (no 1/0)
     return keep.astype(input.dtype) * scale
 
@@ -156,6 +154,8 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
         return input
     # One draw per channel; the 1s broadcast it over the channel's spatial positions.
     channel_dims = 1 if input.ndim == 3 else 2
+    if uses_cuda(input.data):  # one kernel draws the channels' mask and applies it
+        return finish_inplace(input, DropoutDraw.apply(input, generator_for(input.device), p, channel_dims), inplace)
     mask_shape = tuple(input.shape[:channel_dims]) + (1,) * (input.ndim - channel_dims)
     mask = _scaled_mask(input, p, mask_shape)
     return finish_inplace(input, Dropout.apply(input, mask), inplace)

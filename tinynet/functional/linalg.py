@@ -123,13 +123,24 @@ class Linear(Function):
 
         dx = dy @ W           (rows, out) @ (out, in)
         dW = dy^T @ x         (out, rows) @ (rows, in): each row's outer product, summed
-        db = dy               summed over the rows (by the engine, as for any broadcast add)
+        db = dy               summed over the rows
+
+    A bias of shape (out,) goes with the GEMMs (``gemm.matmul_bias``, ``gemm.matmul_bias_grad``):
+    on a GPU whose cuBLASLt passed its check, inside them (the forward GEMM adds it, and the dW
+    GEMM, which already sums over the rows, sums dy into db as well); elsewhere as an add after
+    the forward GEMM and a sum beside dW's. A bias of another broadcastable shape is added after
+    the GEMM, and the engine sums its gradient back to its shape.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         backends.prepare_gemm(ctx.xp)
+        # A (out,) bias in the GEMM (as rows: the batch dims flattened), else added after it.
+        ctx.vector_bias = bias is not None and bias.shape == weight.shape[:1]
+        if ctx.vector_bias:
+            rows = gemm.matmul_bias(ctx.xp, x.reshape(-1, weight.shape[1]), weight.T, bias)
+            return rows.reshape(x.shape[:-1] + weight.shape[:1])
         y = gemm.matmul(ctx.xp, x, weight.T)
         return y if bias is None else y + bias
 
@@ -139,13 +150,17 @@ class Linear(Function):
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]  # no bias: two inputs
         backends.prepare_gemm(ctx.xp)
         grad_x = gemm.matmul(ctx.xp, grad, weight) if need_x else None
-        grad_w = None
+        grad_w, grad_b = None, (grad if need_b else None)
         if need_w:
             rows_grad = grad.reshape(-1, weight.shape[0])
             rows_x = x.reshape(-1, weight.shape[1])
-            # out=: straight into the weight's reserved .grad storage when the engine offers it
-            grad_w = gemm.matmul(ctx.xp, rows_grad.T, rows_x, out=ctx.grad_out[1] if ctx.grad_out else None)
-        return grad_x, grad_w, (grad if need_b else None)
+            # out=: straight into the parameters' reserved .grad storage when the engine offers it
+            out_w, out_b = (ctx.grad_out[1], ctx.grad_out[2] if need_b else None) if ctx.grad_out else (None, None)
+            if need_b and ctx.vector_bias:  # dW and db from one GEMM
+                grad_w, grad_b = gemm.matmul_bias_grad(ctx.xp, rows_grad.T, rows_x, out=out_w, bias_out=out_b)
+            else:
+                grad_w = gemm.matmul(ctx.xp, rows_grad.T, rows_x, out=out_w)
+        return grad_x, grad_w, grad_b
 
 
 def linear(input, weight, bias=None):

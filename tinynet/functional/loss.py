@@ -10,8 +10,11 @@ Cross-entropy is fused with its log-softmax in one Function: the gradient of
 ``-log softmax(z)[t]`` with respect to the logits ``z`` is simply ``softmax(z) - onehot(t)``,
 which is exact and cannot overflow, where backpropagating through a separate softmax and log
 would divide by probabilities that underflow to 0. On a GPU, cross-entropy with class indices
-(and no label smoothing) runs as fused kernels (``tinynet/kernels/cuda/loss.py``): two forward
-(the rows, their sum or mean), one backward.
+(and no label smoothing) and nll_loss run as fused kernels (``tinynet/kernels/cuda/loss.py``):
+'sum' and 'mean' as ONE launch that writes the loss and, when the input requires grad, its
+gradient, which backward returns as it is for the implicit seed of ``loss.backward()`` (no
+launch) or scales (one launch); 'none' (and inputs too large for one block) as one kernel for
+the rows, one for their sum or mean, one backward.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import warnings
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import Function
+from ..autograd import Function, is_implicit_seed
 from ..kernels.dispatch import uses_cuda
 from ..tensor import Tensor
 from .activation import log_softmax_array, stable_sigmoid
@@ -61,6 +64,20 @@ def _reduce_backward(grad, reduction: str, count):
         return grad
     with np.errstate(invalid="ignore", divide="ignore"):
         return grad / count
+
+
+def _one_launch(x, reduction: str) -> bool:
+    """Whether a class-index loss on a GPU runs as ONE kernel that writes the reduced loss and,
+    for backward, its gradient: for 'sum' and 'mean' of inputs that fit one block's work
+    (``kernels/cuda/loss.py``). Otherwise one kernel per step: rows, their sum, the gradient."""
+    from ..kernels.cuda.loss import ONE_BLOCK_MAX_ELEMENTS
+    return reduction != "none" and x.size <= ONE_BLOCK_MAX_ELEMENTS
+
+
+def _times_incoming(grad_x, grad):
+    """``grad_x``, a gradient computed in forward for dL/dloss = 1, times the incoming ``grad``:
+    no launch for backward's implicit seed (``autograd.is_implicit_seed``), else one."""
+    return grad_x if is_implicit_seed(grad) else grad_x * grad
 
 
 def _check_input(op: str, input) -> None:
@@ -179,6 +196,13 @@ class CrossEntropy(Function):
     def forward(ctx, logits, target, weight, ignore_index, reduction, label_smoothing):
         xp = ctx.xp
         ctx.fused = target.dtype.kind != "f" and label_smoothing == 0 and uses_cuda(logits)
+        ctx.reduced = ctx.fused and _one_launch(logits, reduction)
+        if ctx.reduced:  # the loss and its gradient in one launch (kernels/cuda/loss.py)
+            from ..kernels.cuda.loss import reduced_loss_cuda
+            loss, grad_logits = reduced_loss_cuda("cross_entropy_reduced", logits, target, weight, ignore_index,
+                                                  reduction, ctx.needs_input_grad[0])
+            ctx.save_for_backward(grad_logits)
+            return loss
         if ctx.fused:  # class indices on a GPU: one kernel for the losses, one for their sum or mean
             from ..kernels.cuda.loss import cross_entropy_forward_cuda, loss_reduce_cuda
             losses, sample_weight, row_max, log_sum = cross_entropy_forward_cuda(logits, target, weight,
@@ -215,6 +239,8 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
+        if ctx.reduced:  # forward computed the gradient for dL/dloss = 1
+            return _times_incoming(ctx.saved_tensors[0], grad), None, None, None, None, None
         if ctx.fused:  # softmax - onehot, weighted and scaled, in one kernel
             from ..kernels.cuda.loss import cross_entropy_backward_cuda
             logits, target, row_max, log_sum, sample_weight = ctx.saved_tensors
@@ -292,6 +318,13 @@ class NLLLoss(Function):
     def forward(ctx, x, target, weight, ignore_index, reduction):
         xp = ctx.xp
         ctx.fused = uses_cuda(x)
+        ctx.reduced = ctx.fused and _one_launch(x, reduction)
+        if ctx.reduced:  # the loss and its gradient in one launch (kernels/cuda/loss.py)
+            from ..kernels.cuda.loss import reduced_loss_cuda
+            loss, grad_x = reduced_loss_cuda("nll_reduced", x, target, weight, ignore_index, reduction,
+                                             ctx.needs_input_grad[0])
+            ctx.save_for_backward(grad_x)
+            return loss
         if ctx.fused:  # on a GPU: one kernel for the rows, one for their sum or mean (kernels/cuda/loss.py)
             from ..kernels.cuda.loss import loss_reduce_cuda, nll_forward_cuda
             losses, sample_weight = nll_forward_cuda(x, target, weight, ignore_index)
@@ -317,6 +350,8 @@ class NLLLoss(Function):
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
+        if ctx.reduced:  # forward computed the gradient for dL/dloss = 1
+            return _times_incoming(ctx.saved_tensors[0], grad), None, None, None, None
         if ctx.fused:  # the same gradient in one GPU kernel ('mean': it divides by the count itself)
             from ..kernels.cuda.loss import nll_backward_cuda
             target, sample_weight = ctx.saved_tensors

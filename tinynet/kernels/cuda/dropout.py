@@ -11,12 +11,16 @@ the number of blocks nobody will read the old offset again, and the last block a
 resets the count. The host never reads or writes the state, so the draw can be captured in a
 CUDA graph: each replay reads the offset the previous replay left, and draws a new mask.
 
-Parallel decomposition: one thread per group of four elements. Thread g computes one Philox
-block for counter ``(g, offset)`` under key ``seed`` (ten rounds of 32x32-bit multiplies and
-xors, all in registers) and writes mask elements 4g .. 4g+3, already scaled: ``1/(1-p)`` where
-the 32-bit word is at least ``ceil(p * 2^32)``, else 0. Threads share nothing but the state, so
-the mask does not depend on how many threads or blocks run. ``dropout_forward`` also applies
-the mask (``y = x * mask``, keeping the mask for the backward): dropout's forward in one launch.
+Dropout's forward is ONE launch (``dropout_forward``): it draws the mask, keeps it for the
+backward and applies it (``y = x * mask``), for dropout (a mask value per element) and dropout2d
+(a value per channel, broadcast over its H*W positions) alike.
+
+Parallel decomposition: one thread per group of four mask values (and, for dropout2d, per
+position in the channel). Thread g computes one Philox block for counter ``(g, offset)`` under
+key ``seed`` (ten rounds of 32x32-bit multiplies and xors, all in registers): mask values
+4g .. 4g+3, already scaled: ``1/(1-p)`` where the 32-bit word is at least ``ceil(p * 2^32)``,
+else 0. Threads share nothing but the state, so the mask does not depend on how many threads or
+blocks run.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from ...backend import get_array_module
 from ..philox import PHILOX_M, PHILOX_W, dropout_threshold
 from .launch import THREADS, CudaModule, blocks_for
 
-__all__ = ["philox_state", "reseed", "dropout_mask_cuda", "dropout_cuda", "philox_words_cuda", "MODULE"]
+__all__ = ["philox_state", "reseed", "dropout_cuda", "philox_words_cuda", "MODULE"]
 
 SOURCE = r"""
 // Philox-4x32-10 of the counter c[0..3] under the key (k0, k1), in place.
@@ -62,31 +66,26 @@ __device__ void advance_offset(unsigned long long* state, unsigned long long off
     }
 }
 
-extern "C" __global__ void dropout_mask(unsigned long long* state, unsigned long long threshold, T scale,
-                                        T* mask, long long size) {
-    unsigned long long seed = state[0], offset = state[1];
-    GRID_STRIDE_LOOP(g, (size + 3) / 4) {
-        T values[4];
-        mask_group(g, seed, offset, threshold, scale, values);
-        for (int k = 0; k < 4; ++k)
-            if (4 * g + k < size) mask[4 * g + k] = values[k];
-    }
-    advance_offset(state, offset);
-}
-
-// Dropout's forward in one launch: draw the mask, keep it for the backward, and apply it.
+// Dropout's forward in one launch: draw the mask, keep it for the backward, and apply it. The
+// input is (channels, spatial): mask value c (of `channels`) scales the `spatial` elements
+// x[c * spatial ...]; spatial = 1 for dropout (a value per element), H*W for dropout2d (a value
+// per channel). Thread i handles group g = i / positions of four mask values at position
+// s = i %% positions: it computes the group's Philox block (again at every position: ten rounds
+// in registers cost less than reading the mask back, which other blocks may not have written
+// yet), writes the four mask values at s = 0, and the four scaled elements of position s.
 extern "C" __global__ void dropout_forward(unsigned long long* state, unsigned long long threshold, T scale,
-                                           const T* x, T* y, T* mask, long long size) {
+                                           const T* x, T* y, T* mask, long long channels, long long spatial) {
     unsigned long long seed = state[0], offset = state[1];
-    GRID_STRIDE_LOOP(g, (size + 3) / 4) {
+    long long positions = spatial > 0 ? spatial : 1;   // no elements (spatial 0): still write the mask
+    GRID_STRIDE_LOOP(i, (channels + 3) / 4 * positions) {
+        long long g = i / positions, s = i %% positions;
         T values[4];
         mask_group(g, seed, offset, threshold, scale, values);
         for (int k = 0; k < 4; ++k) {
-            long long e = 4 * g + k;
-            if (e < size) {
-                mask[e] = values[k];
-                y[e] = x[e] * values[k];
-            }
+            long long c = 4 * g + k;
+            if (c >= channels) break;
+            if (s == 0) mask[c] = values[k];
+            if (s < spatial) y[c * spatial + s] = x[c * spatial + s] * values[k];
         }
     }
     advance_offset(state, offset);
@@ -120,30 +119,25 @@ def reseed(state, seed: int) -> None:
     state[2] = 0
 
 
-def dropout_mask_cuda(state, shape, p: float, dtype, out=None):
-    """A dropout mask of ``shape`` (0 with probability p, else 1/(1-p), in ``dtype``) drawn
-    from the generator ``state``, whose offset the same launch advances on the device.
+def dropout_cuda(state, x, p: float, channel_dims: int | None = None):
+    """Dropout of ``x`` in one launch, with the mask drawn from the generator ``state`` (whose
+    offset the same launch advances on the device). Returns ``(y, mask)``, ``y = x * mask``.
 
-    ``out``: an optional contiguous buffer of ``shape`` and ``dtype`` to fill."""
-    xp = get_array_module(state)
-    dtype = np.dtype(dtype)
-    mask = xp.empty(shape, dtype=dtype) if out is None else out
-    scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    # One launch even for an empty mask: it still advances the offset.
-    MODULE.launch("dropout_mask", dtype, blocks_for(-(-mask.size // 4)), THREADS,
-                  (state, np.uint64(dropout_threshold(p)), dtype.type(scale), mask, np.int64(mask.size)))
-    return mask
-
-
-def dropout_cuda(state, x, p: float):
-    """Dropout of ``x`` in one launch: ``(y, mask)`` with ``y = x * mask`` and ``mask`` the one
-    :func:`dropout_mask_cuda` would draw from ``state`` (whose offset the launch advances)."""
+    ``channel_dims``: None for one mask value per element (``mask`` shaped like ``x``); k for one
+    per index of the first k dims, broadcast over the rest (dropout2d: k = 2 for (N, C, H, W),
+    ``mask`` of shape (N, C, 1, 1)). Mask value e is the e-th value of
+    :func:`tinynet.kernels.philox.dropout_mask_reference` at the state's seed and offset."""
     xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
-    y, mask = xp.empty_like(x), xp.empty_like(x)
+    k = x.ndim if channel_dims is None else channel_dims
+    mask_shape = tuple(x.shape[:k]) + (1,) * (x.ndim - k)
+    y, mask = xp.empty_like(x), xp.empty(mask_shape, dtype=x.dtype)
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    MODULE.launch("dropout_forward", x.dtype, blocks_for(-(-x.size // 4)), THREADS,
-                  (state, np.uint64(dropout_threshold(p)), x.dtype.type(scale), x, y, mask, np.int64(x.size)))
+    spatial = int(np.prod(x.shape[k:], dtype=np.int64))
+    # One launch even for an empty input: it still advances the offset.
+    MODULE.launch("dropout_forward", x.dtype, blocks_for(-(-mask.size // 4) * max(spatial, 1)), THREADS,
+                  (state, np.uint64(dropout_threshold(p)), x.dtype.type(scale), x, y, mask, np.int64(mask.size),
+                   np.int64(spatial)))
     return y, mask
 
 

@@ -1,5 +1,7 @@
-"""Softmax cross-entropy with class-index targets on the GPU, fused (CUDA C, launched through
-CuPy): two kernels forward (the rows, then their sum or mean), one backward.
+"""Softmax cross-entropy and nll_loss with class-index targets on the GPU, fused (CUDA C,
+launched through CuPy). A 'sum' or 'mean' loss is ONE launch that also writes the gradient
+(``*_reduced``); 'none', and inputs too large for one block, take three: the rows, their sum
+or mean, the backward.
 
 The logits are viewed as (N, C, S): C classes, and S positions per sample (S = 1 for (N, C)
 logits, S = d1*d2*... for (N, C, d1, d2, ...)). A *row* is one (n, s): one prediction over C
@@ -14,7 +16,19 @@ whose label is ``ignore_index`` has loss 0, weight 0 and gradient 0 (also when e
 ignored and the 'mean' divides by 0, as in PyTorch); a label outside [0, C)
 gives a NaN loss and NaN gradients (checking labels on the host would make it wait for the GPU).
 
-Parallel decomposition:
+Parallel decomposition of the one-launch kernels (``cross_entropy_reduced``, ``nll_reduced``):
+ONE block. Each thread walks its rows (t, t + blockDim.x, ...) and adds up their losses and
+weights; the block sums them as a tree in shared memory (``block_sum``, ``kernels/cuda/reduce.py``),
+a fixed order, so the loss is the same bit for bit on every run (no float atomics); thread 0
+writes it. When the input requires grad, every thread then walks the same rows again and
+writes their gradients, ``scale`` being 1 (divided by the summed weights for 'mean', which the
+block sum has just made known to all threads): the gradient of the loss itself, which backward
+returns as it is for ``loss.backward()``'s implicit seed, and scales in one launch for any other
+incoming gradient. One block uses one streaming multiprocessor: right for a classifier's batch
+(a few thousand logits, a few microseconds), wrong for a segmentation map, so inputs above
+``ONE_BLOCK_MAX_ELEMENTS`` take the per-row kernels below.
+
+Parallel decomposition of the per-row kernels:
 
 * forward: one thread per row. It walks the row's C logits twice (max, then the sum of
   exponentials), and writes the loss, the label's weight (summed later for 'mean') and the
@@ -22,7 +36,7 @@ Parallel decomposition:
   log-probabilities the reference keeps). One thread per row suits class counts up to a few
   thousand; a huge vocabulary would want a block per row and block reductions.
 * reduction ('sum' and 'mean', shared with ``nll_loss``): one block adds the row losses and
-  the row weights in shared memory (the tree sum of ``kernels/cuda/norm.py``) and writes the total, divided by the
+  the row weights in shared memory (``block_sum``) and writes the total, divided by the
   summed weights for 'mean', and that divisor for the backward: one launch instead of three.
 * backward: one thread per logit (n, c, s). Each reads its row's ``m``, ``log_sum``, label and
   weight and writes its own gradient: no reduction is left, so every thread is independent.
@@ -32,12 +46,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import get_array_module
-from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for
+from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for, reduce_threads_for
+from .reduce import BLOCK_SUM
 
-__all__ = ["cross_entropy_forward_cuda", "loss_reduce_cuda", "cross_entropy_backward_cuda", "nll_forward_cuda",
+__all__ = ["ONE_BLOCK_MAX_ELEMENTS", "reduced_loss_cuda", "cross_entropy_forward_cuda", "loss_reduce_cuda", "cross_entropy_backward_cuda", "nll_forward_cuda",
            "nll_backward_cuda"]
 
-_SOURCE = f"#define REDUCE_THREADS {REDUCE_THREADS}\n" + r"""
+_SOURCE = BLOCK_SUM + r"""
 // z: (N, C, S) contiguous logits; label, losses, sample_weight, row_max, log_sum: (N, S).
 extern "C" __global__ void cross_entropy_forward(
         const T* z, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
@@ -72,27 +87,17 @@ extern "C" __global__ void cross_entropy_forward(
 // One block: out[0] = sum(losses), divided by sum(sample_weight) when `mean`; count[0] = that sum.
 extern "C" __global__ void loss_reduce(const T* losses, const T* sample_weight, long long rows, int mean,
                                                 T* out, T* count) {
-    __shared__ T loss_sums[REDUCE_THREADS];
-    __shared__ T weight_sums[REDUCE_THREADS];
-    int t = threadIdx.x;
+    __shared__ T shared[REDUCE_THREADS];
     T loss = 0, weight = 0;
-    for (long long row = t; row < rows; row += blockDim.x) {
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
         loss += losses[row];
         weight += sample_weight[row];
     }
-    loss_sums[t] = loss;
-    weight_sums[t] = weight;
-    __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half /= 2) {
-        if (t < half) {
-            loss_sums[t] += loss_sums[t + half];
-            weight_sums[t] += weight_sums[t + half];
-        }
-        __syncthreads();
-    }
-    if (t == 0) {
-        count[0] = weight_sums[0];
-        out[0] = mean ? loss_sums[0] / weight_sums[0] : loss_sums[0];   // all ignored: 0/0 = NaN, as PyTorch
+    loss = block_sum(shared, loss);
+    weight = block_sum(shared, weight);
+    if (threadIdx.x == 0) {
+        count[0] = weight;
+        out[0] = mean ? loss / weight : loss;   // all ignored: 0/0 = NaN, as PyTorch
     }
 }
 
@@ -161,6 +166,96 @@ extern "C" __global__ void nll_backward(
         T k = scale_per_row ? scale[row] : scale[0];
         if (mean) k = k / count[0];
         grad_x[index] = -(c == safe ? (T)1 : (T)0) * (k * sample_weight[row]);
+    }
+}
+
+// ---------------------------------------------------------------- reduced losses, one launch
+// The whole 'sum' or 'mean' loss in ONE block (no float atomics, so the result is the same on
+// every run): each thread walks the rows t, t + blockDim.x, ..., the block sums the losses and
+// the weights (block_sum), thread 0 writes out[0]. With want_grad, a second walk over the same
+// rows writes d out[0] / dz, which needs the summed weights of the 'mean' first.
+extern "C" __global__ void cross_entropy_reduced(
+        const T* z, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
+        int mean, int want_grad, T* out, T* grad_z, long long rows, long long n_class, long long spatial) {
+    __shared__ T shared[REDUCE_THREADS];
+    T loss = 0, weight = 0;
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        const T* zr = z + (row / spatial) * n_class * spatial + row % spatial;   // logit c: zr[c * spatial]
+        long long t = label[row];
+        if (t == ignore_index) continue;
+        T m = zr[0];
+        for (long long c = 1; c < n_class; c++)
+            if (zr[c * spatial] > m) m = zr[c * spatial];
+        T total = 0;
+        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
+        if (t < 0 || t >= n_class) {   // invalid label: NaN, as the reference does on a GPU
+            loss += (T)TN_NAN;
+            weight += has_weight ? class_weight[0] : (T)1;
+        } else {
+            T w = has_weight ? class_weight[t] : (T)1;
+            loss += w * (log(total) - (zr[t * spatial] - m));
+            weight += w;
+        }
+    }
+    loss = block_sum(shared, loss);
+    weight = block_sum(shared, weight);
+    if (threadIdx.x == 0) out[0] = mean ? loss / weight : loss;   // all ignored: 0/0 = NaN, as PyTorch
+    if (!want_grad) return;
+    T k = mean ? (T)1 / weight : (T)1;
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        long long base = (row / spatial) * n_class * spatial + row % spatial;
+        const T* zr = z + base;
+        T* gr = grad_z + base;
+        long long t = label[row];
+        bool bad = t != ignore_index && (t < 0 || t >= n_class);
+        T w = (t == ignore_index || bad) ? (T)0 : (has_weight ? class_weight[t] : (T)1);
+        if (bad || w == 0) {   // NaN for an invalid label; no gradient for a row that counts for nothing
+            for (long long c = 0; c < n_class; c++) gr[c * spatial] = bad ? (T)TN_NAN : (T)0;
+            continue;
+        }
+        T m = zr[0];
+        for (long long c = 1; c < n_class; c++)
+            if (zr[c * spatial] > m) m = zr[c * spatial];
+        T total = 0;
+        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
+        T ls = log(total);
+        for (long long c = 0; c < n_class; c++)
+            gr[c * spatial] = (exp((zr[c * spatial] - m) - ls) * w - (c == t ? w : (T)0)) * k;
+    }
+}
+
+// nll_loss the same way: out[0] = -sum w[t] x[t] (divided by sum w for 'mean'), and with
+// want_grad d out[0] / dx = -onehot(t) * w / (sum w for 'mean').
+extern "C" __global__ void nll_reduced(
+        const T* x, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
+        int mean, int want_grad, T* out, T* grad_x, long long rows, long long n_class, long long spatial) {
+    __shared__ T shared[REDUCE_THREADS];
+    T loss = 0, weight = 0;
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        long long t = label[row];
+        if (t == ignore_index) continue;
+        if (t < 0 || t >= n_class) {
+            loss += (T)TN_NAN;
+            weight += has_weight ? class_weight[0] : (T)1;
+        } else {
+            T w = has_weight ? class_weight[t] : (T)1;
+            loss += -w * x[((row / spatial) * n_class + t) * spatial + row % spatial];
+            weight += w;
+        }
+    }
+    loss = block_sum(shared, loss);
+    weight = block_sum(shared, weight);
+    if (threadIdx.x == 0) out[0] = mean ? loss / weight : loss;
+    if (!want_grad) return;
+    T k = mean ? (T)1 / weight : (T)1;   // all ignored with 'mean': 1/0, and NaN gradients as PyTorch
+    for (long long row = threadIdx.x; row < rows; row += blockDim.x) {
+        T* gr = grad_x + (row / spatial) * n_class * spatial + row % spatial;
+        long long t = label[row];
+        bool bad = t != ignore_index && (t < 0 || t >= n_class);
+        long long safe = t == ignore_index ? 0 : t;    // as the reference's label: 0 where ignored
+        T w = (t == ignore_index || bad) ? (T)0 : (has_weight ? class_weight[t] : (T)1);
+        for (long long c = 0; c < n_class; c++)
+            gr[c * spatial] = bad ? (T)TN_NAN : -(c == safe ? (T)1 : (T)0) * (k * w);
     }
 }
 """
@@ -263,3 +358,30 @@ def nll_backward_cuda(shape, target, sample_weight, scale, ignore_index, count=N
                         np.int64(ignore_index), grad_x, np.int64(grad_x.size), np.int64(n_class),
                         np.int64(label.shape[1])))
     return grad_x
+
+
+# The most logits (N*C*S) that the one-block kernels take. One block runs on one of the GPU's
+# streaming multiprocessors: for a classifier's batch (64 x 10 logits, 256 x 1000) that is a few
+# microseconds, less than one more launch costs the host; a larger input (a segmentation map)
+# spreads its rows over the whole GPU in the per-row kernels instead.
+ONE_BLOCK_MAX_ELEMENTS = 1 << 18
+
+
+def reduced_loss_cuda(kernel: str, x, target, weight, ignore_index, reduction: str, want_grad: bool):
+    """The 'sum' or 'mean' of ``cross_entropy`` (``kernel='cross_entropy_reduced'``, ``x`` the
+    logits) or ``nll_loss`` (``'nll_reduced'``, ``x`` the log-probabilities) against class
+    indices, in ONE launch of one block, with, when ``want_grad``, the gradient of that loss
+    with respect to ``x`` (as if the loss's own gradient were 1) from the same launch.
+
+    ``x``: (N, C, ...) or (C,) with at most :data:`ONE_BLOCK_MAX_ELEMENTS` elements. Returns
+    ``(loss, grad)``: a 0-d array and an array shaped like ``x`` (None without ``want_grad``)."""
+    xp = get_array_module(x)
+    z, label = _rows(xp, x, target)
+    out = xp.empty((), dtype=z.dtype)
+    grad = xp.empty(z.shape, dtype=z.dtype) if want_grad else None
+    class_weight = out if weight is None else weight.astype(z.dtype, copy=False)  # stand-in: unread
+    _module.launch(kernel, z.dtype, (1,), (reduce_threads_for(label.size),),
+                   (z, label, class_weight, np.int32(weight is not None), np.int64(ignore_index),
+                    np.int32(reduction == "mean"), np.int32(want_grad), out, out if grad is None else grad,
+                    np.int64(label.size), np.int64(z.shape[1]), np.int64(z.shape[2])))
+    return out, None if grad is None else grad.reshape(x.shape)
