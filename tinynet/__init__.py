@@ -2,8 +2,10 @@
 
 The API mirrors PyTorch's: ``import tinynet as torch`` should feel familiar.
 """
+from .blas_threads import quiet_idle_blas_threads
 from .allocator import tune_host_allocator
 
+BLAS_THREADS_QUIETED = quiet_idle_blas_threads()  # before NumPy loads OpenBLAS; see blas_threads.py
 HOST_ALLOCATOR_TUNED = tune_host_allocator()  # before any large array is made; see allocator.py
 
 from . import dtypes  # noqa: E402
