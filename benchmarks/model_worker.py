@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 
@@ -288,7 +289,8 @@ def peak_memory(framework: str, spec, job: dict, state: dict) -> float | None:
 # ---------------------------------------------------------------------------------- main
 def worker_environment(framework: str) -> dict:
     """What this process ran with: its thread pools, its load, and which frameworks it imported."""
-    env = {"load_1min": harness.START_LOAD, "modules": {m: m in sys.modules for m in ("tinynet", "torch")}}
+    env = {"load_1min": harness.START_LOAD, "modules": {m: m in sys.modules for m in ("tinynet", "torch")},
+           "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
     if "numba" in sys.modules:
         import numba
         env["numba_threads"] = numba.get_num_threads()
@@ -304,10 +306,12 @@ def worker_environment(framework: str) -> dict:
 
 def run(job: dict) -> dict:
     """Everything the job asks for, in this process; returns the measurements."""
-    import numpy as np
     framework, spec = job["framework"], models.SPECS[job["model"]]
     if job.get("neighbour"):
         start_neighbour(framework)
+    elif framework == "tinynet":
+        import tinynet  # noqa: F401 - first, as a script does: its import settings precede NumPy's
+    import numpy as np
     if framework == "torch":
         torch = harness.require_torch()
         if job["threads"]:
