@@ -626,3 +626,34 @@ def test_no_epilogue_check_while_a_stream_captures(monkeypatch):
         y = gemm.matmul_bias(sim.cupy, a, b, bias)
     assert c["launch_names"] == {"cublas_gemm": 1, "add": 1} and gemm._epilogue_ok == {}
     np.testing.assert_array_equal(y.get(), np.full((2, 4), 4.0, np.float32))
+
+
+def test_a_shape_cublaslt_cannot_plan_takes_the_plain_path(monkeypatch):
+    """The check at first use covers one small shape; when cuBLASLt finds no algorithm for
+    another (its heuristic returns none), that shape is remembered as unsupported and the
+    Linear's product runs on the plain path, with the same numbers (no error mid-training)."""
+    from tinynet.kernels import gemm
+    fake = _FakeCublasLt()
+    asked = []
+
+    def no_algorithm(*args):
+        asked.append(1)
+        args[-1]._obj.value = 0
+        return 0
+    fake.cublasLtMatmulAlgoGetHeuristic = no_algorithm
+    monkeypatch.setattr(gemm, "_cublaslt", lambda: fake)
+    monkeypatch.setattr(gemm, "_lt_state", {})
+    monkeypatch.setattr(gemm, "_lt_plans", {})
+    monkeypatch.setattr(gemm, "_epilogue_ok", {})
+    monkeypatch.setattr(gemm, "_check_epilogues", lambda xp, dtype: True)
+    monkeypatch.setattr(gemm, "_epilogue_gemm", lambda xp, *args: gemm._cublaslt_matmul(xp, *args))
+    rng = np.random.default_rng(0)
+    a, b, bias = (_rand(rng, shape, np.float64) for shape in ((5, 3), (3, 4), (4,)))
+    for _ in range(2):
+        y = gemm.matmul_bias(sim.cupy, _device(a), _device(b), _device(bias))
+        np.testing.assert_allclose(y.get(), a @ b + bias, **TOL[np.float64])
+        dy = a @ b                                              # (rows 5, out 4); x = a (rows 5, in 3)
+        grad_w, grad_b = gemm.matmul_bias_grad(sim.cupy, _device(dy).T, _device(a))
+        np.testing.assert_allclose(grad_w.get(), dy.T @ a, **TOL[np.float64])
+        np.testing.assert_allclose(grad_b.get(), dy.sum(axis=0), **TOL[np.float64])
+    assert len(asked) == 2 and fake.calls == []  # one question per shape and epilogue, then remembered

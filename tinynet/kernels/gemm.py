@@ -196,8 +196,11 @@ def matmul_bias(xp, a, b, bias):
     :func:`matmul`, then the add."""
     if _use_epilogue(xp, a, b, bias):
         out = xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-        _epilogue_gemm(xp, _EPILOGUE_BIAS, a, b, bias, out)
-        return out
+        try:
+            _epilogue_gemm(xp, _EPILOGUE_BIAS, a, b, bias, out)
+            return out
+        except _NoPlan:  # cuBLASLt has no algorithm for this shape: the plain path below
+            pass
     return matmul(xp, a, b) + bias
 
 
@@ -212,8 +215,11 @@ def matmul_bias_grad(xp, a, b, out=None, bias_out=None):
     if _use_epilogue(xp, a, b, None) and _aligned(out, bias_out):
         out = xp.empty((m, n), dtype=a.dtype) if out is None else out
         bias_out = xp.empty((m,), dtype=a.dtype) if bias_out is None else bias_out
-        _epilogue_gemm(xp, _EPILOGUE_BGRADB, a, b, bias_out, out)
-        return out, bias_out
+        try:
+            _epilogue_gemm(xp, _EPILOGUE_BGRADB, a, b, bias_out, out)
+            return out, bias_out
+        except _NoPlan:  # cuBLASLt has no algorithm for this shape: the plain path below
+            pass
     return matmul(xp, a, b, out=out), a.sum(axis=1)
 
 
@@ -272,6 +278,11 @@ def _check_epilogues(xp, dtype) -> bool:
     return False
 
 
+class _NoPlan(RuntimeError):
+    """cuBLASLt could not plan this product (no algorithm for its shape and epilogue): the caller
+    takes the plain path. The check at first use covers one shape; others may differ."""
+
+
 def _epilogue_gemm(xp, epilogue: int, a, b, bias, out) -> None:
     """``out = a @ b`` (C-contiguous ``out``) with ``epilogue``: EPILOGUE_BIAS adds ``bias``
     (n,) to every row of ``out``; EPILOGUE_BGRADB writes ``a.sum(axis=1)`` into ``bias``."""
@@ -295,7 +306,13 @@ def _cublaslt_matmul(xp, epilogue: int, a, b, bias, out) -> None:
     key = (device, a.dtype, epilogue, m, n, k, op_a, lda, op_b, ldb, a.dtype == np.float32 and backends.allow_tf32)
     plan = _lt_plans.get(key)
     if plan is None:
-        plan = _lt_plans[key] = _lt_plan(lib, handle, a.dtype, epilogue, m, n, k, op_a, lda, op_b, ldb, key[-1])
+        try:
+            plan = _lt_plan(lib, handle, a.dtype, epilogue, m, n, k, op_a, lda, op_b, ldb, key[-1])
+        except RuntimeError as error:  # a shape the self-check did not cover: remembered, then the plain path
+            plan = error
+        _lt_plans[key] = plan
+    if isinstance(plan, RuntimeError):
+        raise _NoPlan(str(plan))
     desc, layout_a, layout_b, layout_d, algo = plan
     pointer = ctypes.c_void_p(bias.data.ptr)
     _lt_check(lib.cublasLtMatmulDescSetAttribute(desc, _DESC_BIAS_POINTER, ctypes.byref(pointer),
