@@ -406,3 +406,33 @@ def test_compiled_sgd_update_leaves_other_layouts_to_the_array_code():
     optimizer.step()  # both updated: the compiled loop for p, the array code for half
     np.testing.assert_allclose(p.data, 0.9, rtol=1e-6)
     np.testing.assert_allclose(half.data.astype(np.float32), 0.9, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("options", [dict(), dict(weight_decay=0.01), dict(weight_decay=0.01, decoupled_weight_decay=True),
+                                     dict(amsgrad=True, maximize=True), dict(betas=(0.8, 0.99), eps=1e-6)],
+                         ids=["plain", "l2", "adamw", "amsgrad+maximize", "betas+eps"])
+def test_compiled_adam_update_is_identical_to_the_array_code(dtype, parallel, options):
+    """Adam's (and AdamW's) compiled CPU loop (kernels/optim.py) gives the array code's results
+    bit for bit, state included, over several steps (the bias corrections change), serial and
+    on numba's threads."""
+    from tinynet.kernels import threads
+    from tinynet.optim import adam
+    rng = np.random.default_rng(1)
+    start = rng.standard_normal((23, 41)).astype(dtype)
+    fast, slow = (tinynet.tensor(start.copy(), requires_grad=True) for _ in range(2))
+    group = {**dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False,
+                    decoupled_weight_decay=False), **options}
+    fast_state, slow_state = {}, {}
+    for _ in range(4):
+        grad = rng.standard_normal(start.shape).astype(dtype)
+        fast.grad, slow.grad = tinynet.tensor(grad.copy()), tinynet.tensor(grad.copy())
+        with threads.grain(0 if parallel else 1 << 60):
+            assert adam._adam_update_compiled(fast, fast_state, group)
+        adam._adam_update(slow, slow_state, group)
+        np.testing.assert_array_equal(fast.data, slow.data)
+        assert fast_state["step"] == slow_state["step"]
+        for name in slow_state:
+            if name != "step":
+                np.testing.assert_array_equal(fast_state[name].data, slow_state[name].data)

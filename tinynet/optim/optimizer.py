@@ -233,6 +233,13 @@ def check_hyperparameters(optimizer: str, **values) -> None:
             raise ValueError(f"{optimizer}: Invalid {labels.get(key, key + ' value')}: {value}")
 
 
+def plain_like(array, like) -> bool:
+    """Whether ``array`` is a C-contiguous NumPy array of ``like``'s shape and dtype: what the
+    compiled CPU updates (``tinynet/kernels/optim.py``) take for a gradient or a state buffer."""
+    return type(array) is np.ndarray and array.dtype == like.dtype and array.shape == like.shape \
+        and array.flags.c_contiguous
+
+
 def regularised_grad(param, grad, weight_decay: float, maximize: bool):
     """The gradient an update uses: negated for ``maximize``, plus the L2 penalty's
     ``weight_decay * param``; a new array when either applies, ``grad`` itself otherwise (which

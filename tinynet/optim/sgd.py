@@ -5,7 +5,7 @@ import numpy as np
 
 from ..kernels.dispatch import uses_numba
 from ..tensor import Tensor
-from .optimizer import Optimizer
+from .optimizer import Optimizer, plain_like
 from ..recording import recordable
 
 __all__ = ["SGD"]
@@ -98,23 +98,17 @@ def _sgd_multi_tensor(params, state: dict, group: dict) -> None:
                           maximize=group["maximize"], first_step=first_step)
 
 
-def _plain(array, like) -> bool:
-    """``array`` is a C-contiguous NumPy array of ``like``'s shape and dtype."""
-    return type(array) is np.ndarray and array.dtype == like.dtype and array.shape == like.shape \
-        and array.flags.c_contiguous
-
-
 def _sgd_update_compiled(p: Tensor, state: dict, group: dict) -> bool:
     """:func:`_sgd_update` as one compiled loop (``tinynet/kernels/optim.py``: one pass over
     memory instead of one per operation, identical results) for float32/float64 NumPy
     parameters with gradients and buffers of the same layout. Returns False, having done
     nothing, for anything else."""
     data, grad = p.data, p.grad.data
-    if not (uses_numba(data) and data.flags.c_contiguous and _plain(grad, data)):
+    if not (uses_numba(data) and data.flags.c_contiguous and plain_like(grad, data)):
         return False
     momentum = group["momentum"]
     buf = state.get("momentum_buffer") if momentum != 0 else None
-    if buf is not None and not _plain(buf.data, data):
+    if buf is not None and not plain_like(buf.data, data):
         return False
     first_step = momentum != 0 and buf is None
     if first_step:
