@@ -52,16 +52,18 @@ pytestmark = [
 ]
 
 
-def _count(name):
+def count_report_step(name, batch=2, **options):
+    """``count_training_step`` of report model ``name`` (its optimiser and loss) on a random batch
+    of ``batch`` images on the simulated device, seeded; ``options`` go to it (``trace=``)."""
     spec = SPECS[name]
     tinynet.manual_seed(0)
     model = spec.build(_example(spec.example)).to("cuda")
     model.train()
     optimizer = getattr(optim, spec.optimizer)(model.parameters(), **spec.optim_kwargs)
     rng = np.random.default_rng(0)
-    x = tinynet.tensor(rng.random((2, 1, 28, 28), dtype=np.float32), device="cuda")
-    y = tinynet.tensor(rng.integers(0, 10, 2), device="cuda")
-    return count_training_step(model, optimizer, getattr(F, spec.loss), x, y)
+    x = tinynet.tensor(rng.random((batch, 1, 28, 28), dtype=np.float32), device="cuda")
+    y = tinynet.tensor(rng.integers(0, 10, batch), device="cuda")
+    return count_training_step(model, optimizer, getattr(F, spec.loss), x, y, **options)
 
 
 def test_every_report_model_has_a_limit():
@@ -72,7 +74,7 @@ def _counted(name):
     if not _emulated():
         pytest.skip("the CUDA C emulator is not available here (no C++ compiler): the simulated device "
                     "runs the NumPy references")
-    counts = _count(name)
+    counts = count_report_step(name)
     summary = (f"{name}: {counts['launches']} launches ({counts['gemms']} GEMMs, {counts['fills']} fills) for "
                f"{counts['ops']} ops; forward {counts['forward']}, backward {counts['backward']}, optimiser "
                f"{counts['optimizer']}, zero_grad {counts['zero_grad']}; by name: {dict(counts['names'])}")

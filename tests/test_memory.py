@@ -14,14 +14,12 @@ from hypothesis import given
 
 import tinynet
 import tinynet.functional.conv as conv
-import tinynet.nn.functional as F
-from tinynet import backend, optim, sim
-from tinynet.launch_count import count_training_step
+from tinynet import backend, sim
 
 from helpers import check_gradients, compare_with_torch, torch
-from test_compile import SPECS, _example
+from test_compile import SPECS
 from test_conv import conv_call, conv_configs, conv_inputs, seeds
-from test_launch_counts import _emulated
+from test_launch_counts import _emulated, count_report_step
 
 # The most bytes one training step may add to what is alive at its start (peak_bytes -
 # live_bytes_before of count_training_step), batch of 4, CUDA C kernels emulated: measured
@@ -49,15 +47,7 @@ def _step_memory(name, batch, trace=False):
     if not _emulated():
         pytest.skip("the CUDA C emulator is not available here (no C++ compiler): the simulated device runs the "
                     "NumPy references, which allocate differently")
-    spec = SPECS[name]
-    tinynet.manual_seed(0)
-    model = spec.build(_example(spec.example)).to("cuda")
-    model.train()
-    optimizer = getattr(optim, spec.optimizer)(model.parameters(), **spec.optim_kwargs)
-    rng = np.random.default_rng(0)
-    x = tinynet.tensor(rng.random((batch, 1, 28, 28), dtype=np.float32), device="cuda")
-    y = tinynet.tensor(rng.integers(0, 10, batch), device="cuda")
-    return count_training_step(model, optimizer, getattr(F, spec.loss), x, y, trace=trace)
+    return count_report_step(name, batch, trace=trace)
 
 
 def test_every_report_model_has_a_limit():

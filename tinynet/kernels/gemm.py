@@ -56,25 +56,29 @@ def _cublas():
     """libcublas, loaded by ctypes (CuPy has loaded it already: this shares its library state)."""
     global _lib
     if _lib is None:
-        paths = []
-        try:
-            from cuda import pathfinder  # CuPy 14 finds its CUDA libraries with it
-            found = pathfinder.load_nvidia_dynamic_lib("cublas").abs_path
-            if found:
-                paths.append(found)
-        except Exception:  # CuPy 13, or a system CUDA: the usual library names
-            pass
-        paths += ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"]
-        for path in paths:
-            try:
-                _lib = ctypes.CDLL(path)
-                break
-            except OSError:
-                continue
-        else:
-            raise RuntimeError("matmul during CUDA graph capture: libcublas could not be loaded (tried "
-                               f"{', '.join(paths)})")
+        _lib = _load_library("cublas", "matmul during CUDA graph capture: libcublas")
     return _lib
+
+
+def _load_library(name: str, what: str):
+    """The NVIDIA library ``name`` (``cublas``, ``cublasLt``) by ctypes: where CuPy 14 finds its
+    CUDA libraries (``cuda.pathfinder``), else by the usual file names (CuPy 13, a system CUDA);
+    a RuntimeError naming ``what`` and every path tried when none loads."""
+    paths = []
+    try:
+        from cuda import pathfinder
+        found = pathfinder.load_nvidia_dynamic_lib(name).abs_path
+        if found:
+            paths.append(found)
+    except Exception:
+        pass
+    paths += [f"lib{name}.so.13", f"lib{name}.so.12", f"lib{name}.so.11", f"lib{name}.so"]
+    for path in paths:
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    raise RuntimeError(f"{what} could not be loaded (tried {', '.join(paths)})")
 
 
 def prepare_capture(xp, stream) -> None:
@@ -388,23 +392,7 @@ def _cublaslt():
     """libcublasLt, loaded by ctypes, with the argument types of the functions used here."""
     global _lt_lib
     if _lt_lib is None:
-        paths = []
-        try:
-            from cuda import pathfinder
-            found = pathfinder.load_nvidia_dynamic_lib("cublasLt").abs_path
-            if found:
-                paths.append(found)
-        except Exception:
-            pass
-        paths += ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"]
-        for path in paths:
-            try:
-                lib = ctypes.CDLL(path)
-                break
-            except OSError:
-                continue
-        else:
-            raise RuntimeError(f"libcublasLt could not be loaded (tried {', '.join(paths)})")
+        lib = _load_library("cublasLt", "libcublasLt")
         p, i32, u64, i64, size = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
         signatures = {
             "cublasLtCreate": [p],
