@@ -467,3 +467,46 @@ def test_conv_layout_loops_equal_the_array_code(dtype, parallel, shape, seed, ha
         np.testing.assert_allclose(grad_bias, grad.astype(np.float64).sum(axis=(0, 2, 3)), **CLOSE[dtype])
     else:
         assert grad_bias is None
+
+
+# --------------------------------------------------------------- products with a tiny side
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True])
+@given(m=st.integers(1, 8), k=st.integers(1, 30), long=st.integers(1, 5000), seed=seeds, batched=st.booleans())
+def test_narrow_products_equal_numpys(dtype, parallel, m, k, long, seed, batched):
+    """kernels/narrow_matmul.py: ``few_rows`` (a small (M, K) times a wide (K, N)) and
+    ``few_outputs`` (a long inner dimension, a small (M, N) result, the right operand a
+    transposed row-major matrix, as cols.T) agree with numpy.matmul to rounding, for any length
+    (blocks and a partial last block), serial and on numba's threads, written into ``out`` or not."""
+    from tinynet.kernels import narrow_matmul as nm, threads
+    a = random((m, k), seed, dtype)
+    wide = random((k, long), seed + 1, dtype)
+    g = random((m, long), seed + 2, dtype)
+    cols = random((k, long), seed + 3, dtype)
+    lead = (1,) if batched else ()
+    with threads.grain(0 if parallel else 1 << 60):
+        got_rows = nm.few_rows(a.reshape(lead + a.shape), wide.reshape(lead + wide.shape))
+        out = np.full(lead + (m, k), np.nan, dtype)
+        got_outputs = nm.few_outputs(g.reshape(lead + g.shape), cols.reshape(lead + cols.shape).swapaxes(-1, -2), out)
+    assert got_rows.shape == lead + (m, long) and got_outputs is out
+    tolerance = dict(rtol=1e-4, atol=1e-4 * k) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10 * long)
+    np.testing.assert_allclose(got_rows.reshape(m, long), a @ wide, **tolerance)
+    tolerance = dict(rtol=1e-4, atol=1e-5 * long) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12 * long)
+    np.testing.assert_allclose(out.reshape(m, k), g @ cols.T, **tolerance)
+
+
+def test_matmul_takes_the_narrow_kernels_only_where_they_fit():
+    """gemm.matmul sends a small convolution's products (LeNet's first layer) to the narrow
+    kernels and everything else (square products, a non-contiguous long side, integers,
+    batches of more than one) to NumPy's BLAS."""
+    from tinynet.kernels import narrow_matmul as nm
+    f32 = np.float32
+    weight, cols, grad = np.ones((6, 25), f32), np.ones((25, 147456), f32), np.ones((6, 147456), f32)
+    assert nm.choose(weight, cols, None) == "few_rows"
+    assert nm.choose(grad, cols.T, None) == "few_outputs"
+    assert nm.choose(weight[None], cols[None], None) == "few_rows"                  # a group of one
+    assert nm.choose(np.ones((64, 64), f32), np.ones((64, 64), f32), None) is None  # square: BLAS
+    assert nm.choose(weight, np.asfortranarray(cols), None) is None                 # long side strided
+    assert nm.choose(weight.astype(np.int64), cols.astype(np.int64), None) is None
+    assert nm.choose(np.ones((2, 6, 25), f32), np.ones((2, 25, 147456), f32), None) is None
+    assert nm.choose(grad, cols.T, np.ones((6, 25), np.float64)) is None            # out of another dtype

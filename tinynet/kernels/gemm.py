@@ -1,7 +1,9 @@
 """Every matrix product of tinynet's ops: ``matmul(xp, a, b)``, NumPy's ``matmul`` semantics
 (1-D operands, broadcast batch dims), one function for all devices, capturable into a CUDA graph.
 
-* CPU: ``numpy.matmul`` (BLAS).
+* CPU: ``numpy.matmul`` (BLAS), except products with a tiny side and a long one (a small
+  convolution's), which run as compiled loops over numba's threads
+  (:mod:`tinynet.kernels.narrow_matmul`: OpenBLAS neither runs them fast nor splits them).
 * GPU, normally: ``cupy.matmul`` (cuBLAS through CuPy, with ``tinynet.backends.allow_tf32``).
 * GPU, while the current stream is capturing a CUDA graph: CuPy's cuBLAS wrappers cannot be
   used (each calls ``cublasSetStream``, which raises NotImplementedError on a capturing stream),
@@ -26,6 +28,8 @@ import sys
 
 import numpy as np
 
+from . import narrow_matmul
+
 __all__ = ["matmul", "matmul_bias", "matmul_bias_grad", "prepare_capture"]
 
 _CUBLAS_OP_N, _CUBLAS_OP_T = 0, 1
@@ -38,6 +42,9 @@ def matmul(xp, a, b, out=None):
     """``a @ b`` (NumPy's ``matmul``) on ``a``'s device, into ``out`` if given; see the module
     docstring for which library computes it. ``xp`` is the array module of ``a`` and ``b``."""
     if xp is np:
+        kernel = narrow_matmul.choose(a, b, out)
+        if kernel is not None:
+            return getattr(narrow_matmul, kernel)(a, b, out)
         return np.matmul(a, b, out=out)
     sim = sys.modules.get("tinynet.sim")
     if sim is not None and type(a) is sim.SimArray:
