@@ -38,7 +38,9 @@ _BLOCK = 2048        # columns (few_rows) or inner elements (few_outputs) per ta
 def choose(a, b, out):
     """Which kernel takes ``a @ b`` (into ``out``): ``"few_rows"``, ``"few_outputs"`` or None
     (BLAS). 2-D (or a batch of one) float32/float64 NumPy arrays of one dtype, laid out so that
-    the long dimension is contiguous."""
+    the long dimension is contiguous, when numba has more than one thread."""
+    if numba.get_num_threads() < 2:  # on one thread BLAS does as well (the gain is the split)
+        return None
     if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype \
             or a.dtype not in (np.float32, np.float64) or a.ndim != b.ndim or a.ndim not in (2, 3):
         return None
