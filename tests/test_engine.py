@@ -276,3 +276,76 @@ def test_the_implicit_seed_is_one_shared_read_only_array(device):
     assert is_implicit_seed(seen[-1]) and tinynet.backend.to_host(seen[-1]) == 1.0
     np.testing.assert_array_equal(x.grad.cpu().numpy(), [10.0, 10.0])  # 1 + 1 + 7 + 1
     assert not is_implicit_seed(tinynet.ones((), device=device).data)
+
+
+# ------------------------------------------------------------ leaf gradients kept without a copy
+def test_a_leaf_keeps_a_gradient_only_it_owns_and_copies_any_other():
+    """The engine lets a leaf keep the array a backward made for it alone as its .grad (no copy);
+    a gradient passed through from the node's own input, one returned for two inputs, one made
+    while the graph is kept (retain_graph), or one a hook sees, is copied."""
+    from tinynet.autograd import Function
+    made = []
+
+    class Fresh(Function):          # a new array for its input
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            made.append(grad * 2)
+            return made[-1]
+
+    class PassThrough(Function):    # its incoming gradient, as it is
+        @staticmethod
+        def forward(ctx, x):
+            return x + 0
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    class Twice(Function):          # one new array for both of its inputs
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, grad):
+            made.append(grad.copy())
+            return made[-1], made[-1]
+
+    x = tinynet.tensor([1.0, 2.0], requires_grad=True)
+    Fresh.apply(x).sum().backward()
+    assert x.grad.data is made[-1]                       # kept: no one else holds it
+    x.grad = None
+    Fresh.apply(x).sum().backward(retain_graph=True)
+    assert x.grad.data is not made[-1]                   # the graph is kept: copied
+    x.grad = None
+    given = tinynet.tensor([1.0, 1.0])
+    PassThrough.apply(x).backward(given)
+    assert x.grad.data is not given.data                 # passed through: the caller's array, copied
+    np.testing.assert_array_equal(x.grad.data, [1.0, 1.0])
+    a, b = tinynet.tensor([1.0], requires_grad=True), tinynet.tensor([1.0], requires_grad=True)
+    for _ in range(2):                                   # shared: a copy each, so the sums stay apart
+        Twice.apply(a, b).sum().backward()
+    assert a.grad.data is not b.grad.data
+    np.testing.assert_array_equal(a.grad.data, [2.0])
+    np.testing.assert_array_equal(b.grad.data, [2.0])
+    seen = []
+    h = tinynet.tensor([1.0], requires_grad=True)
+    h.register_hook(lambda g: seen.append(g) or None)
+    Fresh.apply(h).sum().backward()
+    assert h.grad.data is not made[-1]                   # a hook saw it: copied
+
+
+def test_kept_gradients_accumulate_correctly_over_steps():
+    """With gradients kept without a copy, a Linear trained by plain backward/step calls gets the
+    same weights as PyTorch-free arithmetic: two backward passes without zero_grad add up."""
+    layer = tinynet.nn.Linear(3, 2)
+    x = tinynet.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    layer(x).sum().backward()
+    first = layer.weight.grad.data.copy()
+    layer(x).sum().backward()
+    np.testing.assert_allclose(layer.weight.grad.data, 2 * first)
+    np.testing.assert_allclose(first, np.tile(x.data.sum(axis=0), (2, 1)))
