@@ -59,8 +59,7 @@ extern "C" __global__ void sgd_step(const long long* table, const long long* off
                                     int maximize, int nesterov, int first_step) {
     long long total = offsets[n_tensors];
     T lr = hyper_from_memory ? hyper[0] : lr_argument;   // from memory in a CUDA graph
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         int t = tensor_of(offsets, n_tensors, i);
         long long k = i - offsets[t];
         T* param = (T*)table[3 * t];
@@ -90,8 +89,7 @@ extern "C" __global__ void adam_step(const long long* table, const long long* of
     T decay = hyper_from_memory ? hyper[0] : decay_argument;
     T step_size = hyper_from_memory ? hyper[1] : step_size_argument;
     T bias_correction2_sqrt = hyper_from_memory ? hyper[2] : bias_correction2_sqrt_argument;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         int t = tensor_of(offsets, n_tensors, i);
         long long k = i - offsets[t];
         T* param = (T*)table[5 * t];
@@ -126,8 +124,7 @@ extern "C" __global__ void adadelta_step(const long long* table, const long long
                                          T weight_decay, T rho, T one_minus_rho, T eps, int maximize) {
     long long total = offsets[n_tensors];
     T lr = hyper_from_memory ? hyper[0] : lr_argument;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         int t = tensor_of(offsets, n_tensors, i);
         long long k = i - offsets[t];
         T* param = (T*)table[4 * t];
@@ -156,8 +153,7 @@ extern "C" __global__ void rmsprop_step(const long long* table, const long long*
                                         T eps, T momentum, int maximize, int centered, int lerp_from_start) {
     long long total = offsets[n_tensors];
     T lr = hyper_from_memory ? hyper[0] : lr_argument;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         int t = tensor_of(offsets, n_tensors, i);
         long long k = i - offsets[t];
         T* param = (T*)table[5 * t];
@@ -196,8 +192,7 @@ extern "C" __global__ void adagrad_step(const long long* table, const long long*
                                         T weight_decay, T eps, int maximize) {
     long long total = offsets[n_tensors];
     T clr = hyper_from_memory ? hyper[0] : clr_argument;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         int t = tensor_of(offsets, n_tensors, i);
         long long k = i - offsets[t];
         T* param = (T*)table[3 * t];
