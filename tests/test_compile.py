@@ -180,35 +180,49 @@ def test_report_model_trained_through_compile_step_equals_eager(name, device):
 
 
 # ====================================================================== 2. dropout across replays
-def test_dropout_masks_are_new_on_every_replay_and_follow_the_seed(device):
-    x = tinynet.ones(64, device=device)
+class DropoutRuns:
+    """Eight calls of a dropout step on ``device`` from seed 5, eager (``eager``) and compiled
+    (``calls``, of ``compiled``); ``sequence(step)`` reruns eight calls of a step from the seed.
+    Shared with test_cuda_graph.py, where the compiled calls are graph launches."""
 
+    def __init__(self, device):
+        self.x = tinynet.ones(64, device=device)
+        self.eager = self.sequence(self.dropped)
+        self.compiled = tinynet.compile_step(self.dropped)
+        self.calls = self.sequence(self.compiled)
+
+    @staticmethod
     def dropped(x):
         return F.dropout(x, 0.5) * 3.0
 
-    def sequence(step, n=8):
+    def sequence(self, step, n=8):
         tinynet.manual_seed(5)
-        return [_host(step(x)) for _ in range(n)]
+        return [_host(step(self.x)) for _ in range(n)]
 
-    eager = sequence(dropped)
-    compiled = tinynet.compile_step(dropped)
-    first = sequence(compiled)
-    assert compiled.fallback_reason(x) is None and compiled.program(x)
+    def assert_new_masks(self, calls, what):
+        """Every one of ``calls`` keeps or drops (x 2) each element, each with a mask of its own."""
+        for i in range(len(calls)):
+            assert set(np.unique(calls[i])) <= {0.0, 6.0}
+            for j in range(i):
+                assert not np.array_equal(calls[i], calls[j]), f"{what} {j} and {i} drew the same mask"
+
+
+def test_dropout_masks_are_new_on_every_replay_and_follow_the_seed(device):
+    runs = DropoutRuns(device)
+    compiled, first, eager = runs.compiled, runs.calls, runs.eager
+    assert compiled.fallback_reason(runs.x) is None and compiled.program(runs.x)
     replays = first[3:]  # call 1 eager, 2 and 3 recorded
     assert len(replays) == 5
-    for i in range(len(replays)):
-        assert set(np.unique(replays[i])) <= {0.0, 6.0}
-        for j in range(i):
-            assert not np.array_equal(replays[i], replays[j]), f"replays {j} and {i} drew the same mask"
+    runs.assert_new_masks(replays, "replays")
     for k, (a, b) in enumerate(zip(first, eager)):
         np.testing.assert_array_equal(a, b, err_msg=f"call {k + 1}")
 
     # A fresh compiled step from the same seed gives the same sequence...
-    again = sequence(tinynet.compile_step(dropped))
+    again = runs.sequence(tinynet.compile_step(runs.dropped))
     for a, b in zip(again, first):
         np.testing.assert_array_equal(a, b)
     # ...and so does the first one reseeded, now replaying every call: it reads the live generator.
-    for a, b in zip(sequence(compiled), eager):
+    for a, b in zip(runs.sequence(compiled), eager):
         np.testing.assert_array_equal(a, b)
 
 

@@ -20,11 +20,11 @@ import pytest
 
 import tinynet
 import tinynet.nn.functional as F
-from tinynet import nn, optim, sim
+from tinynet import optim, sim
 from tinynet.kernels import gemm
 from tinynet.optim.lr_scheduler import StepLR
 
-from test_compile import (BATCH, REAL_GPU, SPECS, Counted, _assert_same, _example, _host, _images,
+from test_compile import (BATCH, REAL_GPU, SPECS, Counted, DropoutRuns, _assert_same, _example, _host, _images,
                           _make_train_step, _small_net, _state)
 
 needs_sim = pytest.mark.skipif(REAL_GPU, reason="a real GPU is present: 'cuda' is CuPy, not the simulator")
@@ -91,27 +91,13 @@ def test_a_graph_step_is_one_launch_and_allocates_nothing():
 
 # ======================================================================= 2. dropout in a graph
 def test_dropout_masks_are_new_on_every_graph_launch_and_follow_the_seed():
-    x = tinynet.ones(64, device="cuda")
-
-    def dropped(x):
-        return F.dropout(x, 0.5) * 3.0
-
-    def sequence(step, n=8):
-        tinynet.manual_seed(5)
-        return [_host(step(x)) for _ in range(n)]
-
-    eager = sequence(dropped)
-    compiled = tinynet.compile_step(dropped)
-    first = sequence(compiled)
-    assert compiled.graph(x) is not None
-    launched = first[4:]   # call 1 eager, 2 and 3 recorded, 4 captured
-    for i in range(len(launched)):
-        assert set(np.unique(launched[i])) <= {0.0, 6.0}
-        for j in range(i):
-            assert not np.array_equal(launched[i], launched[j]), f"graph launches {j} and {i} drew the same mask"
-    for k, (a, b) in enumerate(zip(first, eager)):
+    runs = DropoutRuns("cuda")
+    assert runs.compiled.graph(runs.x) is not None
+    launched = runs.calls[4:]   # call 1 eager, 2 and 3 recorded, 4 captured
+    runs.assert_new_masks(launched, "graph launches")
+    for k, (a, b) in enumerate(zip(runs.calls, runs.eager)):
         np.testing.assert_array_equal(a, b, err_msg=f"call {k + 1}")
-    np.testing.assert_array_equal(np.array(sequence(compiled)), np.array(first))  # the seed repeats it
+    np.testing.assert_array_equal(np.array(runs.sequence(runs.compiled)), np.array(runs.calls))  # the seed repeats it
 
 
 # =============================================================== 3. schedulers, Adam's step count
