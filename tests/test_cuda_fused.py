@@ -124,12 +124,9 @@ def _loss_and_grad(loss_fn, logits, target, weight, reduction, cotangent, implic
     return results
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@given(problem=_cross_entropy_problems(), path=_loss_paths())
-def test_cross_entropy_kernels_equal_reference(dtype, problem, path):
-    """The fused op on the simulated device (the one-block loss-and-gradient kernel, or the rows,
-    sum/mean and backward kernels) against the array reference on the CPU, with class weights
-    and ignored labels."""
+def _class_loss_problem(problem, dtype):
+    """Logits, class-index targets (a fifth ignored), class weights or None, the reduction, and a
+    cotangent for the loss, drawn from a ``_cross_entropy_problems`` example."""
     shape, reduction, weighted, seed = problem
     rng = np.random.default_rng(seed)
     classes = shape[1]
@@ -138,7 +135,16 @@ def test_cross_entropy_kernels_equal_reference(dtype, problem, path):
     target[rng.random(target.shape) < 0.2] = -100
     weight = (rng.random(classes) + 0.5).astype(dtype) if weighted else None
     cotangent = _rand(rng, () if reduction != "none" else target.shape, dtype)
+    return logits, target, weight, reduction, cotangent
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(problem=_cross_entropy_problems(), path=_loss_paths())
+def test_cross_entropy_kernels_equal_reference(dtype, problem, path):
+    """The fused op on the simulated device (the one-block loss-and-gradient kernel, or the rows,
+    sum/mean and backward kernels) against the array reference on the CPU, with class weights
+    and ignored labels."""
+    logits, target, weight, reduction, cotangent = _class_loss_problem(problem, dtype)
     results = _loss_and_grad(lambda z, t, w, r: F.cross_entropy(z, t, weight=w, reduction=r), logits, target,
                              weight, reduction, cotangent, *path)
     (loss_cpu, grad_cpu), (loss_gpu, grad_gpu) = results
@@ -152,14 +158,7 @@ def test_log_softmax_and_nll_kernels_equal_reference(dtype, problem, path):
     """log_softmax (one kernel each way, along dim 1) then nll_loss (the one-block kernel, or
     forward, sum/mean and backward kernels) on the simulated device against the array code on
     the CPU."""
-    shape, reduction, weighted, seed = problem
-    rng = np.random.default_rng(seed)
-    classes = shape[1]
-    logits = _rand(rng, shape, dtype, 4.0)
-    target = rng.integers(0, classes, (shape[0],) + shape[2:])
-    target[rng.random(target.shape) < 0.2] = -100
-    weight = (rng.random(classes) + 0.5).astype(dtype) if weighted else None
-    cotangent = _rand(rng, () if reduction != "none" else target.shape, dtype)
+    logits, target, weight, reduction, cotangent = _class_loss_problem(problem, dtype)
     results = _loss_and_grad(lambda z, t, w, r: F.nll_loss(F.log_softmax(z, dim=1), t, weight=w, reduction=r),
                              logits, target, weight, reduction, cotangent, *path)
     (loss_cpu, grad_cpu), (loss_gpu, grad_gpu) = results
