@@ -15,12 +15,13 @@ import numpy as np
 
 from ...backend import get_array_module
 from .launch import THREADS, CudaModule, blocks_for
+from .reduce import ROW_LOG_SUM_EXP
 
 __all__ = ["fusable", "sigmoid_forward_cuda", "sigmoid_backward_cuda", "tanh_backward_cuda",
            "relu_backward_cuda", "prelu_forward_cuda", "prelu_backward_cuda", "log_softmax_forward_cuda",
            "log_softmax_backward_cuda"]
 
-_SOURCE = r"""
+_SOURCE = ROW_LOG_SUM_EXP + r"""
 extern "C" __global__ void sigmoid_forward(const T* x, T* y, long long n) {
     GRID_STRIDE_LOOP(i, n) y[i] = (T)1 / ((T)1 + exp(-x[i]));  // exp overflows to inf: y = 0, the limit
 }
@@ -67,11 +68,8 @@ extern "C" __global__ void log_softmax_forward(const T* x, T* y, long long rows,
     GRID_STRIDE_LOOP(row, rows) {
         const T* xr = x + (row / inner) * n_class * inner + row % inner;
         T* yr = y + (row / inner) * n_class * inner + row % inner;
-        T m = xr[0];
-        for (long long c = 1; c < n_class; c++) m = xr[c * inner] > m ? xr[c * inner] : m;
-        T total = 0;
-        for (long long c = 0; c < n_class; c++) total += exp(xr[c * inner] - m);
-        T log_sum = log(total);
+        T m;
+        T log_sum = row_log_sum_exp(xr, n_class, inner, &m);
         for (long long c = 0; c < n_class; c++) yr[c * inner] = (xr[c * inner] - m) - log_sum;
     }
 }

@@ -47,12 +47,12 @@ import numpy as np
 
 from ...backend import get_array_module
 from .launch import REDUCE_THREADS, THREADS, CudaModule, blocks_for, reduce_threads_for
-from .reduce import BLOCK_SUM
+from .reduce import BLOCK_SUM, ROW_LOG_SUM_EXP
 
 __all__ = ["ONE_BLOCK_MAX_ELEMENTS", "reduced_loss_cuda", "cross_entropy_forward_cuda", "loss_reduce_cuda", "cross_entropy_backward_cuda", "nll_forward_cuda",
            "nll_backward_cuda"]
 
-_SOURCE = BLOCK_SUM + r"""
+_SOURCE = BLOCK_SUM + ROW_LOG_SUM_EXP + r"""
 // z: (N, C, S) contiguous logits; label, losses, sample_weight, row_max, log_sum: (N, S).
 extern "C" __global__ void cross_entropy_forward(
         const T* z, const long long* label, const T* class_weight, int has_weight, long long ignore_index,
@@ -61,12 +61,8 @@ extern "C" __global__ void cross_entropy_forward(
          row += (long long)gridDim.x * blockDim.x) {
         long long n = row / spatial, s = row % spatial;
         const T* zr = z + n * n_class * spatial + s;     // logit c of this row: zr[c * spatial]
-        T m = zr[0];
-        for (long long c = 1; c < n_class; c++)
-            if (zr[c * spatial] > m) m = zr[c * spatial];  // (a NaN logit is skipped here, but makes the sum NaN)
-        T total = 0;
-        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
-        T ls = log(total);
+        T m;
+        T ls = row_log_sum_exp(zr, n_class, spatial, &m);
         row_max[row] = m;
         log_sum[row] = ls;
         long long t = label[row];
@@ -183,17 +179,14 @@ extern "C" __global__ void cross_entropy_reduced(
         const T* zr = z + (row / spatial) * n_class * spatial + row % spatial;   // logit c: zr[c * spatial]
         long long t = label[row];
         if (t == ignore_index) continue;
-        T m = zr[0];
-        for (long long c = 1; c < n_class; c++)
-            if (zr[c * spatial] > m) m = zr[c * spatial];
-        T total = 0;
-        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
+        T m;
+        T ls = row_log_sum_exp(zr, n_class, spatial, &m);
         if (t < 0 || t >= n_class) {   // invalid label: NaN, as the reference does on a GPU
             loss += (T)TN_NAN;
             weight += has_weight ? class_weight[0] : (T)1;
         } else {
             T w = has_weight ? class_weight[t] : (T)1;
-            loss += w * (log(total) - (zr[t * spatial] - m));
+            loss += w * (ls - (zr[t * spatial] - m));
             weight += w;
         }
     }
@@ -213,12 +206,8 @@ extern "C" __global__ void cross_entropy_reduced(
             for (long long c = 0; c < n_class; c++) gr[c * spatial] = bad ? (T)TN_NAN : (T)0;
             continue;
         }
-        T m = zr[0];
-        for (long long c = 1; c < n_class; c++)
-            if (zr[c * spatial] > m) m = zr[c * spatial];
-        T total = 0;
-        for (long long c = 0; c < n_class; c++) total += exp(zr[c * spatial] - m);
-        T ls = log(total);
+        T m;
+        T ls = row_log_sum_exp(zr, n_class, spatial, &m);
         for (long long c = 0; c < n_class; c++)
             gr[c * spatial] = (exp((zr[c * spatial] - m) - ls) * w - (c == t ? w : (T)0)) * k;
     }
