@@ -7,6 +7,7 @@ import pytest
 
 import tinynet
 from tinynet.optim import SGD, Adam, AdamW, Adadelta, RMSprop, Adagrad, Optimizer
+from tinynet.tensor import Tensor
 
 from helpers import requires_torch, to_numpy, torch
 
@@ -369,29 +370,40 @@ def test_compiled_sgd_update_is_identical_to_the_array_code(dtype, parallel, opt
     """On the CPU, float32/float64 parameters take SGD's arithmetic as one compiled loop
     (kernels/optim.py); it must give the array code's results bit for bit, step after step
     (including the first momentum step), serial and on numba's threads."""
-    from tinynet.kernels import threads
     from tinynet.optim import sgd
-    rng = np.random.default_rng(0)
-    start = rng.standard_normal((37, 29)).astype(dtype)
-    fast, slow = (tinynet.tensor(start.copy(), requires_grad=True) for _ in range(2))
     group = {**dict(lr=0.1, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False), **options}
+    _assert_compiled_update_is_the_array_code(sgd._sgd_update_compiled, sgd._sgd_update, group, (37, 29), dtype,
+                                              parallel, steps=3, seed=0)
+
+
+def _assert_compiled_update_is_the_array_code(compiled, array_code, group, shape, dtype, parallel, steps, seed):
+    """``steps`` updates of one parameter by ``compiled`` (which must accept it) and by
+    ``array_code``, from the same start and gradients: parameter and every state entry equal
+    bit for bit after each step; on numba's threads (``parallel``) or serially."""
+    from tinynet.kernels import threads
+    rng = np.random.default_rng(seed)
+    start = rng.standard_normal(shape).astype(dtype)
+    fast, slow = (tinynet.tensor(start.copy(), requires_grad=True) for _ in range(2))
     fast_state, slow_state = {}, {}
-    for _ in range(3):
-        grad = rng.standard_normal(start.shape).astype(dtype)
+    for _ in range(steps):
+        grad = rng.standard_normal(shape).astype(dtype)
         fast.grad, slow.grad = tinynet.tensor(grad.copy()), tinynet.tensor(grad.copy())
         with threads.grain(0 if parallel else 1 << 60):
-            assert sgd._sgd_update_compiled(fast, fast_state, group)
-        sgd._sgd_update(slow, slow_state, group)
+            assert compiled(fast, fast_state, group)
+        array_code(slow, slow_state, group)
         np.testing.assert_array_equal(fast.data, slow.data)
-        if group["momentum"]:
-            np.testing.assert_array_equal(fast_state["momentum_buffer"].data, slow_state["momentum_buffer"].data)
+        assert fast_state.keys() == slow_state.keys()
+        for name, value in slow_state.items():
+            if isinstance(value, Tensor):
+                np.testing.assert_array_equal(fast_state[name].data, value.data)
+            else:
+                assert fast_state[name] == value
 
 
 def test_compiled_sgd_update_leaves_other_layouts_to_the_array_code():
     """A non-contiguous gradient, a float16 parameter or a buffer of another dtype (e.g. loaded
     from a checkpoint) is not for the compiled loop: it declines and the array code runs."""
     from tinynet.optim import sgd
-    from tinynet.tensor import Tensor
     group = dict(lr=0.1, momentum=0.9, dampening=0, weight_decay=0, nesterov=False, maximize=False)
     p = tinynet.tensor(np.ones((4, 4), np.float32), requires_grad=True)
     p.grad = Tensor._wrap(np.ones((4, 8), np.float32)[:, ::2])
@@ -417,22 +429,8 @@ def test_compiled_adam_update_is_identical_to_the_array_code(dtype, parallel, op
     """Adam's (and AdamW's) compiled CPU loop (kernels/optim.py) gives the array code's results
     bit for bit, state included, over several steps (the bias corrections change), serial and
     on numba's threads."""
-    from tinynet.kernels import threads
     from tinynet.optim import adam
-    rng = np.random.default_rng(1)
-    start = rng.standard_normal((23, 41)).astype(dtype)
-    fast, slow = (tinynet.tensor(start.copy(), requires_grad=True) for _ in range(2))
     group = {**dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False,
                     decoupled_weight_decay=False), **options}
-    fast_state, slow_state = {}, {}
-    for _ in range(4):
-        grad = rng.standard_normal(start.shape).astype(dtype)
-        fast.grad, slow.grad = tinynet.tensor(grad.copy()), tinynet.tensor(grad.copy())
-        with threads.grain(0 if parallel else 1 << 60):
-            assert adam._adam_update_compiled(fast, fast_state, group)
-        adam._adam_update(slow, slow_state, group)
-        np.testing.assert_array_equal(fast.data, slow.data)
-        assert fast_state["step"] == slow_state["step"]
-        for name in slow_state:
-            if name != "step":
-                np.testing.assert_array_equal(fast_state[name].data, slow_state[name].data)
+    _assert_compiled_update_is_the_array_code(adam._adam_update_compiled, adam._adam_update, group, (23, 41), dtype,
+                                              parallel, steps=4, seed=1)
