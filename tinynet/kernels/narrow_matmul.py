@@ -39,8 +39,6 @@ def choose(a, b, out):
     """Which kernel takes ``a @ b`` (into ``out``): ``"few_rows"``, ``"few_outputs"`` or None
     (BLAS). 2-D (or a batch of one) float32/float64 NumPy arrays of one dtype, laid out so that
     the long dimension is contiguous, when numba has more than one thread."""
-    if numba.get_num_threads() < 2:  # on one thread BLAS does as well (the gain is the split)
-        return None
     if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype \
             or a.dtype not in (np.float32, np.float64) or a.ndim != b.ndim or a.ndim not in (2, 3):
         return None
@@ -52,10 +50,14 @@ def choose(a, b, out):
         return None
     item = a.dtype.itemsize
     if m * k <= SMALL and n >= LONG and b.strides[-1] == item and a.strides[-1] == item:
-        return "few_rows"
-    if m * n <= SMALL and k >= LONG and a.strides[-1] == item and b.strides[-2] == item:
-        return "few_outputs"
-    return None
+        kernel = "few_rows"
+    elif m * n <= SMALL and k >= LONG and a.strides[-1] == item and b.strides[-2] == item:
+        kernel = "few_outputs"
+    else:
+        return None
+    # Asked last: it costs microseconds, and every CPU product comes through here. On one
+    # thread BLAS does as well (the gain is the split).
+    return kernel if numba.get_num_threads() >= 2 else None
 
 
 def _few_rows_driver(parallel: bool):
