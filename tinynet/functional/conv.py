@@ -29,6 +29,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..kernels import gemm
+from ..kernels.conv import bias_to_nchw_numba, nchw_to_channels_numba
 from ..kernels.dispatch import uses_cuda, uses_numba
 from ..kernels.im2col import col2im, im2col, output_size
 from ..tensor import Tensor
@@ -167,7 +168,6 @@ def _to_nchw(xp, y, bias, out=None):
         from ..kernels.cuda.conv import bias_to_nchw_cuda
         return bias_to_nchw_cuda(y, bias, out)  # the lines below in one GPU kernel
     if uses_numba(y) and (bias is None or bias.dtype == y.dtype) and (out is None or out.flags.c_contiguous):
-        from ..kernels.conv import bias_to_nchw_numba
         return bias_to_nchw_numba(y, bias, out)  # the same, one compiled pass on the CPU's threads
     if bias is not None:
         y += bias.reshape(-1, 1, 1, 1)
@@ -184,7 +184,6 @@ def _to_channels(xp, grad, need_bias: bool, out_bias=None) -> tuple:
         from ..kernels.cuda.conv import nchw_to_channels_cuda
         return nchw_to_channels_cuda(grad, need_bias, out_bias)
     if uses_numba(grad):  # the same, one compiled pass on the CPU's threads (the sum in float64)
-        from ..kernels.conv import nchw_to_channels_numba
         return nchw_to_channels_numba(grad, need_bias, out_bias)
     channels = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(grad.shape[1], -1)
     return channels, grad.sum(axis=(0, 2, 3)) if need_bias else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..kernels.dispatch import uses_numba
+from ..kernels.optim import adam_update_numba
 from ..tensor import Tensor
 from .optimizer import Optimizer, plain_like
 from ..recording import recordable
@@ -130,7 +131,6 @@ def _adam_update_compiled(p: Tensor, state: dict, group: dict) -> bool:
     names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
     if not all(plain_like(state[name].data, data) for name in names):
         return False
-    from ..kernels.optim import adam_update_numba
     state["step"] += 1
     beta1, beta2 = group["betas"]
     adam_update_numba(data, grad, state["exp_avg"].data, state["exp_avg_sq"].data,

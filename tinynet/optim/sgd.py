@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.dispatch import uses_numba
+from ..kernels.optim import sgd_update_numba
 from ..tensor import Tensor
 from .optimizer import Optimizer, plain_like
 from ..recording import recordable
@@ -113,7 +114,6 @@ def _sgd_update_compiled(p: Tensor, state: dict, group: dict) -> bool:
     first_step = momentum != 0 and buf is None
     if first_step:
         buf = state["momentum_buffer"] = Tensor._wrap(np.empty_like(data))
-    from ..kernels.optim import sgd_update_numba
     sgd_update_numba(data, grad, None if buf is None else buf.data, lr=group["lr"], momentum=momentum,
                      dampening=group["dampening"], weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                      maximize=group["maximize"], first_step=first_step)
