@@ -30,7 +30,7 @@ import tinynet
 import tinynet.nn.functional as F
 from tinynet import sim
 from tinynet.kernels import im2col as k_im2col, pool as k_pool
-from tinynet.kernels.cuda import dropout as c_dropout, emulate, im2col as c_im2col, pool as c_pool
+from tinynet.kernels.cuda import conv as c_conv, dropout as c_dropout, emulate, im2col as c_im2col, pool as c_pool
 from tinynet.kernels.cuda.launch import (MAX_BLOCKS, THREADS, CudaModule, LaunchError, blocks_for, parse_kernels,
                                          registered_modules)
 from tinynet.kernels.philox import dropout_mask_reference, philox4x32
@@ -270,6 +270,78 @@ def test_col2im_gather_equals_reference(dtype, config, seed):
     x = host(c_im2col.col2im_cuda(dev(cols), shape, *geometry))
     assert x.dtype == dtype and x.shape == shape
     np.testing.assert_allclose(x, k_im2col.col2im_reference(cols, shape, *geometry), **CLOSE[dtype])
+
+
+def conv_reference(x, weight, bias, geometry, groups):
+    """y, and a function of dY giving (dx, dW, db), of a convolution by im2col and NumPy products."""
+    kernel, stride, padding, dilation = geometry
+    n, c_out = x.shape[0], weight.shape[0]
+    cols = k_im2col.im2col_reference(x, *geometry).reshape(groups, -1, cols_shape((x.shape, *geometry))[1])
+    w = weight.reshape(groups, c_out // groups, -1)
+    out_h, out_w = (k_im2col.output_size(size, k, s, *p, d)
+                    for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation))
+    y = (w @ cols).reshape(c_out, n, out_h, out_w).transpose(1, 0, 2, 3) + bias.reshape(1, -1, 1, 1)
+
+    def backward(grad):
+        grad_cm = grad.transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)
+        grad_cols = (w.transpose(0, 2, 1) @ grad_cm).reshape(-1, grad_cm.shape[2])
+        grad_x = k_im2col.col2im_reference(grad_cols, x.shape, *geometry)
+        return grad_x, (grad_cm @ cols.transpose(0, 2, 1)).reshape(weight.shape), grad.sum(axis=(0, 2, 3))
+    return y, backward
+
+
+def check_conv_kernels(x, weight, bias, geometry, groups, seed, dtype):
+    """The three implicit-GEMM kernels of ``tinynet/kernels/cuda/conv.py`` against conv_reference."""
+    kernel, stride, padding, dilation = geometry
+    y_expected, backward = conv_reference(x, weight, bias, geometry, groups)
+    y = host(c_conv.conv2d_forward_cuda(dev(x), dev(weight), dev(bias), y_expected.shape[2:], stride, padding,
+                                        dilation, groups))
+    tolerance = CLOSE[dtype] if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    assert y.dtype == dtype and y.shape == y_expected.shape
+    np.testing.assert_allclose(y, y_expected, **tolerance)
+    grad = random(y.shape, seed + 1, dtype)
+    dx_expected, dw_expected, db_expected = backward(grad)
+    dx = host(c_conv.conv2d_backward_input_cuda(dev(grad), dev(weight), x.shape, stride, padding, dilation, groups))
+    np.testing.assert_allclose(dx, dx_expected, **tolerance)
+    dw, db = c_conv.conv2d_backward_weight_cuda(dev(grad), dev(x), x.shape, weight.shape, stride, padding, dilation,
+                                                groups)
+    np.testing.assert_allclose(host(dw), dw_expected, **tolerance)
+    np.testing.assert_allclose(host(db), db_expected, **tolerance)
+    # Each output alone, as the backward asks when only one needs a gradient.
+    dw_only, none = c_conv.conv2d_backward_weight_cuda(dev(grad), dev(x), x.shape, weight.shape, stride, padding,
+                                                       dilation, groups, need_bias=False)
+    none_too, db_only = c_conv.conv2d_backward_weight_cuda(dev(grad), None, x.shape, weight.shape, stride, padding,
+                                                           dilation, groups, need_weight=False)
+    assert none is None and none_too is None
+    np.testing.assert_array_equal(host(dw_only), host(dw))
+    np.testing.assert_allclose(host(db_only), db_expected, **tolerance)
+
+
+@needs_emulator
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(config=window_configs(), groups=st.sampled_from([1, 2]), c_out=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_conv_kernels_equal_reference(dtype, config, groups, c_out, seed):
+    shape, *geometry = config
+    shape = (shape[0], shape[1] * groups) + shape[2:]
+    x = random(shape, seed, dtype)
+    weight = random((c_out * groups, shape[1] // groups) + geometry[0], seed + 2, dtype)
+    check_conv_kernels(x, weight, random(c_out * groups, seed + 3, dtype), tuple(geometry), groups, seed, dtype)
+
+
+@needs_emulator
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_kernels_over_several_tiles_and_split_sums(dtype):
+    """Rows and columns past one 64 x 64 tile, and dW's sum split over blocks (the last block of
+    each tile adding the shares), run both ways round: the same numbers whichever block ends last."""
+    x = random((2, 8, 16, 16), 0, dtype)
+    weight = random((70, 4, 3, 3), 1, dtype)                  # 2 groups: 35 rows, 37 columns with db
+    geometry = ((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1))
+    depth = 2 * 16 * 16
+    assert c_conv.weight_splits(35, 37, 2, depth) > 1 and c_conv.weight_splits(70, 73, 1, depth) > 1
+    with emulate.thread_order_check():
+        check_conv_kernels(x, weight, random(70, 2, dtype), geometry, 2, 0, dtype)
+        check_conv_kernels(x, random((70, 8, 3, 3), 3, dtype), random(70, 4, dtype), geometry, 1, 0, dtype)
 
 
 @needs_emulator

@@ -16,61 +16,24 @@ and the backward pass is two more matrix products plus the transpose of im2col::
 With ``groups`` G the channels split into G independent convolutions: the rows of ``cols`` and
 of ``W`` split into G blocks and the products above become one batched product over groups.
 
-On a GPU the layout changes around the product are fused with the bias: the forward adds the
-bias while copying to NCHW, the backward sums db while copying dY to channel-major, one kernel
-each (``tinynet/kernels/cuda/conv.py``). On a GPU a batch whose cols would pass
-``GPU_WORKSPACE_BYTES`` runs in batch slices, and backward unfolds its input again (below).
+On a GPU the same three products run as implicit GEMMs (``tinynet/kernels/cuda/conv.py``): the
+kernels read the entries of ``cols`` where they lie in x, so no cols matrix is made, the output
+comes out in NCHW order with its bias added, and a convolution is one launch forward and two
+backward (dx; dW with db).
 """
 from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
 from ..autograd import Function
 from ..kernels import gemm
 from ..kernels.conv import bias_to_nchw_numba, nchw_to_channels_numba
+from ..kernels.cuda.conv import conv2d_backward_input_cuda, conv2d_backward_weight_cuda, conv2d_forward_cuda
 from ..kernels.dispatch import uses_cuda, uses_numba
 from ..kernels.im2col import col2im, im2col, output_size
 from ..tensor import Tensor
 
 __all__ = ["conv2d"]
-
-
-# A convolution's cols matrix is C*kh*kw times its input. On a GPU, when a batch's cols would take
-# more than this many bytes, im2col runs over slices of the batch whose cols fit in it (or in the
-# size of the layer's input or output if larger: those are held anyway), and Conv2d saves its
-# input instead of cols, unfolding the slices again in backward for dW. Every slice costs its own
-# launches, so the budget sits where memory matters more than launches (`python
-# benchmarks/memory.py`, simulated GPU, report batch sizes): cnn5's large layers (58 MB of cols
-# each) are sliced, 415 MB at 118 launches per step instead of 499 MB at 79 (PyTorch: 377 MB),
-# while LeNet (15 MB of cols) and the other small report models run unsliced, their steps bound
-# by launches rather than by a few MB. A 4 MiB budget brought LeNet to PyTorch's 14 MB but
-# doubled its launches (44 -> 93). A batch whose cols fit runs as one slice, saving cols (no
-# second im2col). On the CPU the whole batch is one slice: host memory is plentiful and the
-# second im2col would cost time.
-GPU_WORKSPACE_BYTES = 32 * 2 ** 20
-
-
-def batch_slices(xp, x_shape, cols_rows: int, out_shape, itemsize: int) -> tuple:
-    """The ``(start, stop)`` batch slices a convolution's im2col runs over (see
-    ``GPU_WORKSPACE_BYTES``): one slice on the CPU or when the whole batch fits."""
-    n = x_shape[0]
-    if xp is np:
-        return ((0, n),)
-    per_image = cols_rows * out_shape[2] * out_shape[3] * itemsize  # bytes of cols per image
-    if n * per_image <= GPU_WORKSPACE_BYTES:
-        return ((0, n),)
-    budget = max(GPU_WORKSPACE_BYTES, _prod(x_shape) * itemsize, _prod(out_shape) * itemsize)
-    step = max(1, budget // max(per_image, 1))
-    return tuple((start, min(start + step, n)) for start in range(0, n, step))
-
-
-def _prod(shape) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total
 
 
 class Conv2d(Function):
@@ -79,10 +42,8 @@ class Conv2d(Function):
     Backward (per group, with cols = im2col(x) and dY (C_out, N*OH*OW)):
     dW = dY @ cols.T;  dx = col2im(W.T @ dY);  db = sum of dY over batch and positions.
 
-    Memory: with one batch slice (see ``batch_slices``) forward saves cols for dW. With several
-    (a large batch on a GPU) it saves x, and backward unfolds each slice again: dW is the sum
-    over slices of dY_slice @ cols_slice.T, dx slice by slice; the slices cost a few more
-    launches (im2col again, the sums) for a workspace bounded by the layer's own size.
+    Memory: on the CPU forward saves cols for dW; on a GPU it saves x (the kernels read cols
+    from it). Either is kept only when W needs a gradient.
     """
 
     @staticmethod
@@ -91,99 +52,77 @@ class Conv2d(Function):
         unbatched = x.ndim == 3  # (C, H, W): work on a batch of one
         if unbatched:
             x = x[None]
-        n = x.shape[0]
         c_out, _, kh, kw = weight.shape
-        geometry = ((kh, kw), stride, padding, dilation)
         out_h = output_size(x.shape[2], kh, stride[0], *padding[0], dilation[0])
         out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
-        weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
-        slices = batch_slices(xp, x.shape, x.shape[1] * kh * kw, (n, c_out, out_h, out_w), x.dtype.itemsize)
-        out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype) if len(slices) > 1 else None
-        saved = x  # with several slices backward unfolds x again; with one it keeps cols
-        for start, stop in slices:
-            cols = im2col(x[start:stop], *geometry)                     # (C*kh*kw, n*OH*OW)
-            cols_by_group = cols.reshape(groups, -1, cols.shape[1])     # (G, C/G*kh*kw, n*OH*OW)
-            y = gemm.matmul(xp, weight_by_group, cols_by_group).reshape(c_out, stop - start, out_h, out_w)
-            y = _to_nchw(xp, y, bias, None if out is None else out[start:stop])
-            if out is None:
-                out, saved = y, cols_by_group
-            del cols, cols_by_group, y  # before the next slice's: one slice's workspace at a time
-
-        # cols is only needed for dW: keep nothing for it when W needs no grad.
-        ctx.save_for_backward(saved if ctx.needs_input_grad[1] else None, weight_by_group)
-        ctx.geometry, ctx.groups, ctx.unbatched, ctx.slices = geometry, groups, unbatched, slices
-        ctx.x_shape, ctx.weight_shape = x.shape, weight.shape
+        ctx.direct = uses_cuda(x) and (bias is None or bias.flags.c_contiguous)
+        if ctx.direct:  # one implicit-GEMM kernel: no cols (see the module docstring)
+            x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
+            out = conv2d_forward_cuda(x, weight, bias, (out_h, out_w), stride, padding, dilation, groups)
+            saved = x
+        else:
+            geometry = ((kh, kw), stride, padding, dilation)
+            cols = im2col(x, *geometry)                                  # (C*kh*kw, N*OH*OW)
+            saved = cols.reshape(groups, -1, cols.shape[1])              # (G, C/G*kh*kw, N*OH*OW)
+            weight = weight.reshape(groups, c_out // groups, -1)         # (G, C_out/G, C/G*kh*kw)
+            y = gemm.matmul(xp, weight, saved).reshape(c_out, x.shape[0], out_h, out_w)
+            out = _to_nchw(xp, y, bias)
+        # x (GPU) or cols (CPU) is only needed for dW: keep nothing for it when W needs no grad.
+        ctx.save_for_backward(saved if ctx.needs_input_grad[1] else None, weight)
+        ctx.geometry, ctx.groups, ctx.unbatched = (stride, padding, dilation), groups, unbatched
+        ctx.x_shape, ctx.kernel_size = x.shape, (kh, kw)
         return out[0] if unbatched else out
 
     @staticmethod
     def backward(ctx, grad):
         xp = ctx.xp
-        saved, weight_by_group = ctx.saved_tensors
+        saved, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad
         if ctx.unbatched:
             grad = grad[None]
-        groups, c_out, slices = ctx.groups, grad.shape[1], ctx.slices
         out_weight, out_bias = (ctx.grad_out[1], ctx.grad_out[2]) if ctx.grad_out else (None, None)
+        stride, padding, dilation = ctx.geometry
+        groups, c_out = ctx.groups, grad.shape[1]
         grad_x = grad_weight = grad_bias = None
-        if need_x and len(slices) > 1:
-            grad_x = xp.empty(ctx.x_shape, dtype=grad.dtype)
-        for start, stop in slices:
-            # dY as (G, C_out/G, n*OH*OW): the same layout as the forward's output matrix.
-            grad_by_group, bias_part = _to_channels(xp, grad[start:stop], need_bias,
-                                                    out_bias if grad_bias is None else None)
-            grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
-            if grad_bias is None:
-                grad_bias = bias_part
-            else:  # only reached when need_bias: the per-slice sums add up to db
-                grad_bias += bias_part
+        if ctx.direct:
+            grad = xp.ascontiguousarray(grad)
             if need_x:
-                grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
-                part = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), (stop - start,) + ctx.x_shape[1:],
-                              *ctx.geometry)
-                del grad_cols  # before the next slice's: one slice's workspace at a time
-                if len(slices) == 1:
-                    grad_x = part
-                else:
-                    grad_x[start:stop] = part
+                grad_x = conv2d_backward_input_cuda(grad, weight, ctx.x_shape, stride, padding, dilation, groups)
+            if need_weight or need_bias:
+                grad_weight, grad_bias = conv2d_backward_weight_cuda(
+                    grad, saved, ctx.x_shape, weight.shape, stride, padding, dilation, groups,
+                    need_weight, need_bias, out_weight, out_bias)
+        else:
+            # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
+            grad_by_group, grad_bias = _to_channels(xp, grad, need_bias, out_bias)
+            grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
+            geometry = (ctx.kernel_size, stride, padding, dilation)
+            if need_x:
+                grad_cols = gemm.matmul(xp, weight.transpose(0, 2, 1), grad_by_group)
+                grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *geometry)
             if need_weight:
-                cols_by_group = saved if len(slices) == 1 else \
-                    im2col(saved[start:stop], *ctx.geometry).reshape(groups, -1, grad_by_group.shape[2])
-                if grad_weight is None:
-                    # out=: straight into the weight's reserved .grad storage when the engine offers it
-                    by_group = None if out_weight is None else out_weight.reshape(groups, c_out // groups, -1)
-                    grad_weight = gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1), out=by_group)
-                else:
-                    grad_weight += gemm.matmul(xp, grad_by_group, cols_by_group.transpose(0, 2, 1))
-                del cols_by_group
+                # out=: straight into the weight's reserved .grad storage when the engine offers it
+                by_group = None if out_weight is None else out_weight.reshape(weight.shape)
+                grad_weight = gemm.matmul(xp, grad_by_group, saved.transpose(0, 2, 1), out=by_group)
+                grad_weight = grad_weight.reshape(c_out, -1, *ctx.kernel_size) if out_weight is None else out_weight
         if grad_x is not None and ctx.unbatched:
             grad_x = grad_x[0]
-        if grad_weight is not None:
-            grad_weight = grad_weight.reshape(ctx.weight_shape) if out_weight is None else out_weight
         return grad_x, grad_weight, grad_bias
 
 
-def _to_nchw(xp, y, bias, out=None):
-    """The GEMM's (C_out, n, OH, OW) plus the bias as NCHW: a new array, or written into ``out``."""
-    if uses_cuda(y) and (bias is None or (bias.dtype == y.dtype and bias.flags.c_contiguous)):
-        from ..kernels.cuda.conv import bias_to_nchw_cuda
-        return bias_to_nchw_cuda(y, bias, out)  # the lines below in one GPU kernel
-    if uses_numba(y) and (bias is None or bias.dtype == y.dtype) and (out is None or out.flags.c_contiguous):
-        return bias_to_nchw_numba(y, bias, out)  # the same, one compiled pass on the CPU's threads
+def _to_nchw(xp, y, bias):
+    """The GEMM's (C_out, N, OH, OW) plus the bias as a new NCHW array."""
+    if uses_numba(y) and (bias is None or bias.dtype == y.dtype):
+        return bias_to_nchw_numba(y, bias)  # the lines below as one compiled pass on the CPU's threads
     if bias is not None:
         y += bias.reshape(-1, 1, 1, 1)
-    if out is None:
-        return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
-    out[...] = y.transpose(1, 0, 2, 3)
-    return out
+    return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))  # (C_out, N, ...) -> NCHW
 
 
 def _to_channels(xp, grad, need_bias: bool, out_bias=None) -> tuple:
     """dY (n, C_out, OH, OW) as channel-major (C_out, n*OH*OW), and its per-channel sum when
-    ``need_bias`` (into ``out_bias`` on the GPU kernel's path when given; else None)."""
-    if uses_cuda(grad) and grad.flags.c_contiguous:  # the layout change and db in one GPU kernel
-        from ..kernels.cuda.conv import nchw_to_channels_cuda
-        return nchw_to_channels_cuda(grad, need_bias, out_bias)
-    if uses_numba(grad):  # the same, one compiled pass on the CPU's threads (the sum in float64)
+    ``need_bias`` (into ``out_bias`` on the compiled path when given; else None)."""
+    if uses_numba(grad):  # one compiled pass on the CPU's threads (the sum in float64)
         return nchw_to_channels_numba(grad, need_bias, out_bias)
     channels = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(grad.shape[1], -1)
     return channels, grad.sum(axis=(0, 2, 3)) if need_bias else None

@@ -1,83 +1,389 @@
-"""The convolution's layout changes on the GPU, fused with its bias (CUDA C, through CuPy).
+"""2-d convolution on the GPU as three implicit-GEMM kernels: one launch forward, two backward,
+and no im2col buffer (CUDA C, through CuPy).
 
-A convolution as one GEMM (:mod:`tinynet.functional.conv`) produces its output channel-major,
-``(C_out, N, OH*OW)``, and takes its output gradient in that layout too. Written as array
-expressions, the forward adds the bias then copies to NCHW (two launches), and the backward
-copies the gradient to channel-major and sums it per channel for the bias (two more). Here each
-pair is one kernel:
+The definitions are those of :mod:`tinynet.functional.conv`: with ``cols = im2col(x)``, per group,
 
-* ``bias_to_nchw``: one thread per output element gathers its channel-major value and adds its
-  channel's bias (the same sum as the array code, then the same copy).
-* ``nchw_to_channels``: one block per channel (the tree sum of :mod:`.reduce`): its threads copy
-  the channel's N*OH*OW values into channel-major order and add them up for the bias gradient.
-  Only C_out blocks run, as in batch norm.
+    forward            Y  = W @ cols + b         M = C_out/G,  K = C/G*kh*kw,      N = batch*OH*OW
+    backward (input)   dx = col2im(W.T @ dY)     M = C/G,      K = C_out/G*kh*kw,  N = batch*H*W
+    backward (weight)  dW = dY @ cols.T          M = C_out/G,  K = batch*OH*OW,    N = C/G*kh*kw (+1: db)
+
+Each is a matrix product whose operands are *read in place* from x, W and dY: an entry of cols
+is the input pixel it would have copied (or 0 in the padding), fetched when the product needs it
+("implicit GEMM", as cuDNN does). So a convolution keeps no cols matrix (C*kh*kw times its
+input; 15 MB for LeNet at batch 256) and no channel-major copies, and launches 3 kernels a step
+where im2col + cuBLAS took 7: im2col, the GEMM and the bias/layout pass forward; the layout pass
+with db, two GEMMs and col2im backward. A small model's GPU step is paid per launch.
+
+The product, shared by the three kernels (``accumulate_tile``): a block of 256 threads computes
+a 64 x 64 tile of the result. For each slice of 16 along the sum it copies the 64 x 16 piece of
+the left operand and the 16 x 64 piece of the right one into shared memory (each thread fetching
+4 of each, neighbouring threads neighbouring addresses), waits (``__syncthreads``), and each
+thread adds the products for its own 4 x 4 outputs (rows ``ty + 16 i``, columns ``tx + 16 j``).
+Every fetched value is used 64 times from shared memory instead of once from global memory.
+
+* ``conv_forward`` writes ``y`` in NCHW order directly, the bias added to each output.
+* ``conv_backward_input`` is the same product with the roles turned round: row ``c`` of W.T
+  is ``W[o, c, i, j]`` over (o, i, j), and the right operand's entry for (o, i, j) and the
+  pixel (h, w) is the output gradient of the window that read (h, w) through offset (i, j)
+  (the gather of col2im: ``oh*sh = h + top - i*dh``, when that is a multiple of the stride),
+  or 0.
+* ``conv_backward_weight`` sums over the batch's positions, a long sum into few outputs (LeNet's
+  first layer: 150 weights, each a sum of 147,456 products at batch 256), so the sum is split
+  across blocks ("split-K"): block ``s`` of a tile sums its share into a workspace, and the last
+  block of the tile to finish (a device-wide counter per tile, ``atomicAdd`` after a
+  ``__threadfence``) adds the shares in order 0, 1, 2, ..., so the result does not depend on
+  which block finished last, writes dW, and resets the counter for the next launch. The bias
+  gradient is one more column of the same product whose right operand is all ones:
+  ``db[o] = sum dY[:, o]``.
+
+Indices into the arrays are 64-bit (``long long``); tile coordinates fit in 32 bits.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from ...backend import get_array_module
-from .launch import THREADS, CudaModule, blocks_for, reduce_threads_for
-from .reduce import BLOCK_SUM
+from .launch import CudaModule
 
-__all__ = ["bias_to_nchw_cuda", "nchw_to_channels_cuda"]
+__all__ = ["conv2d_forward_cuda", "conv2d_backward_input_cuda", "conv2d_backward_weight_cuda", "TILE", "MODULE"]
 
-_SOURCE = BLOCK_SUM + r"""
-// y (N, C, S) = out (C, N, S) + bias[c].
-extern "C" __global__ void bias_to_nchw(const T* out, const T* bias, int has_bias, T* y, long long n_batch,
-                                        long long channels, long long spatial) {
-    GRID_STRIDE_LOOP(i, n_batch * channels * spatial) {
-        long long s = i % spatial, c = (i / spatial) % channels, n = i / (spatial * channels);
-        T value = out[(c * n_batch + n) * spatial + s];
-        y[i] = has_bias ? value + bias[c] : value;
+TILE = 64            # rows and columns of a block's tile of the product
+TILE_K = 16          # the slice of the sum held in shared memory at a time
+TILE_THREADS = 256   # 16 x 16 threads, 4 x 4 outputs each
+TARGET_BLOCKS = 256  # split dW's sum until about this many blocks run (a GPU has ~100 SMs)
+MIN_SPLIT = 8 * TILE_K  # but give each block at least this much of the sum
+
+SOURCE = rf"""
+#define TILE {TILE}
+#define TILE_K {TILE_K}
+#define TILE_THREADS {TILE_THREADS}
+#define A_STRIDE (TILE + 1)   // the left operand's tile is stored k-major; +1 spreads its writes over the banks
+""" + r"""
+// The geometry of one convolution, as the kernels receive it.
+struct Conv {
+    long long n_batch;
+    int channels, height, width, out_channels, out_h, out_w, kh, kw, sh, sw, top, left, dh, dw, groups;
+};
+
+// x_padded[img, channel, oh*sh + i*dh, ow*sw + j*dw] for column k = (c, i, j) of group g's
+// cols and position (oh, ow): an entry of im2col, read where it lies (0 in the padding).
+__device__ __forceinline__ T window_pixel(const T* x, const Conv& v, long long img, int g, long long k, int oh, int ow) {
+    int per_channel = v.kh * v.kw;
+    int c = (int)(k / per_channel), i = (int)(k % per_channel) / v.kw, j = (int)(k % v.kw);
+    int h = oh * v.sh - v.top + i * v.dh, w = ow * v.sw - v.left + j * v.dw;
+    if (h < 0 || h >= v.height || w < 0 || w >= v.width) return (T)0;
+    int channel = g * (v.channels / v.groups) + c;
+    return x[((img * v.channels + channel) * v.height + h) * v.width + w];
+}
+
+// acc[4 i + j] += sum over k in [k_begin, k_end) of A(m0 + ty + 16 i, k) * B(k, n0 + tx + 16 j), with
+// A and B fetched by `operands.a(m, k)` and `operands.b(k, n)` (each 0 outside its matrix), one
+// TILE_K slice of the sum at a time through the shared tiles a_tile (TILE_K x A_STRIDE) and
+// b_tile (TILE_K x TILE).
+template <class Operands>
+__device__ void accumulate_tile(const Operands& operands, T* a_tile, T* b_tile, long long m0, long long n0,
+                                long long k_begin, long long k_end, T* acc) {
+    int t = threadIdx.x, tx = t % 16, ty = t / 16;
+    for (long long k0 = k_begin; k0 < k_end; k0 += TILE_K) {
+        for (int e = t; e < TILE * TILE_K; e += TILE_THREADS) {   // neighbouring threads: neighbouring k
+            int m = e / TILE_K, k = e % TILE_K;
+            a_tile[k * A_STRIDE + m] = k0 + k < k_end ? operands.a(m0 + m, k0 + k) : (T)0;
+        }
+        for (int e = t; e < TILE_K * TILE; e += TILE_THREADS) {   // neighbouring threads: neighbouring n
+            int k = e / TILE, n = e % TILE;
+            b_tile[e] = k0 + k < k_end ? operands.b(k0 + k, n0 + n) : (T)0;
+        }
+        __syncthreads();
+        for (int k = 0; k < TILE_K; ++k) {
+            T a[4], b[4];
+            for (int i = 0; i < 4; ++i) a[i] = a_tile[k * A_STRIDE + ty + 16 * i];
+            for (int j = 0; j < 4; ++j) b[j] = b_tile[k * TILE + tx + 16 * j];
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) acc[4 * i + j] += a[i] * b[j];
+        }
+        __syncthreads();   // before the next slice overwrites the tiles
     }
 }
 
-// grad (N, C, S) -> grad_cm (C, N, S), and grad_bias[c] = the sum of channel c. Block c does channel c.
-extern "C" __global__ void nchw_to_channels(const T* grad, T* grad_cm, T* grad_bias, int need_bias,
-                                            long long n_batch, long long channels, long long spatial) {
-    __shared__ T shared[REDUCE_THREADS];
-    long long c = blockIdx.x, count = n_batch * spatial;
-    T partial = 0;
-    for (long long k = threadIdx.x; k < count; k += blockDim.x) {
-        T g = grad[((k / spatial) * channels + c) * spatial + k % spatial];
-        grad_cm[c * count + k] = g;
-        partial += g;
+// Forward, group g: A = W_g (C_out/G, K), B = cols_g (K, batch*OH*OW).
+struct ForwardOperands {
+    const T* x; const T* weight; Conv v; int g; long long rows, depth, columns;
+    __device__ T a(long long m, long long k) const {
+        return m < rows ? weight[(g * rows + m) * depth + k] : (T)0;
     }
-    if (need_bias) {
-        T total = block_sum(shared, partial);
-        if (threadIdx.x == 0) grad_bias[c] = total;
+    __device__ T b(long long k, long long n) const {
+        if (n >= columns) return (T)0;
+        int positions = v.out_h * v.out_w, p = (int)(n % positions);
+        return window_pixel(x, v, n / positions, g, k, p / v.out_w, p % v.out_w);
+    }
+};
+
+// Backward to the input, group g: A = W_g.T (C/G, C_out/G*kh*kw), B = dY gathered back to each
+// input pixel: B[(o, i, j), (img, h, w)] = dY[img, o, oh, ow] for the window (oh, ow) that read
+// (h, w) through offset (i, j), else 0.
+struct InputOperands {
+    const T* grad; const T* weight; Conv v; int g; long long rows, depth, columns;
+    __device__ T a(long long c, long long k) const {
+        if (c >= rows) return (T)0;
+        int per_channel = v.kh * v.kw;
+        long long o = k / per_channel;
+        return weight[((g * (v.out_channels / v.groups) + o) * rows + c) * per_channel + k % per_channel];
+    }
+    __device__ T b(long long k, long long n) const {
+        if (n >= columns) return (T)0;
+        int per_channel = v.kh * v.kw;
+        int o = (int)(k / per_channel), i = (int)(k % per_channel) / v.kw, j = (int)(k % v.kw);
+        int pixels = v.height * v.width, pixel = (int)(n % pixels);
+        int start_h = pixel / v.width + v.top - i * v.dh, start_w = pixel % v.width + v.left - j * v.dw;
+        if (start_h < 0 || start_w < 0 || start_h % v.sh != 0 || start_w % v.sw != 0) return (T)0;
+        int oh = start_h / v.sh, ow = start_w / v.sw;
+        if (oh >= v.out_h || ow >= v.out_w) return (T)0;
+        long long channel = g * (v.out_channels / v.groups) + o;
+        return grad[((n / pixels * v.out_channels + channel) * v.out_h + oh) * v.out_w + ow];
+    }
+};
+
+// Backward to the weight, group g: A = dY_g (C_out/G, batch*OH*OW), B = cols_g.T, whose columns
+// are the weight's (c, i, j) when weight_columns > 0, then one column of ones for db when has_bias.
+struct WeightOperands {
+    const T* grad; const T* x; Conv v; int g; long long rows, weight_columns, depth; int has_bias;
+    __device__ T a(long long o, long long l) const {
+        if (o >= rows) return (T)0;
+        long long positions = (long long)v.out_h * v.out_w;
+        return grad[((l / positions) * v.out_channels + g * rows + o) * positions + l % positions];
+    }
+    __device__ T b(long long l, long long k) const {
+        if (k == weight_columns) return has_bias ? (T)1 : (T)0;
+        if (k > weight_columns) return (T)0;
+        int positions = v.out_h * v.out_w, p = (int)(l % positions);
+        return window_pixel(x, v, l / positions, g, k, p / v.out_w, p % v.out_w);
+    }
+};
+
+// Every kernel ends its parameters with CONV_ARGS (written out in full before compiling, so that
+// each launch's arguments are checked against them) and makes its Conv with CONV_GEOMETRY.
+#define CONV_GEOMETRY Conv{n_batch, channels, height, width, out_channels, out_h, out_w, kh, kw, sh, sw, top, left, \
+                           dh, dw, groups}
+
+// y (batch, C_out, OH, OW) = conv(x, weight) + bias. Grid: (column tiles, row tiles, groups).
+extern "C" __global__ void conv_forward(const T* x, const T* weight, const T* bias, int has_bias, T* y, CONV_ARGS) {
+    __shared__ T a_tile[TILE_K * A_STRIDE];
+    __shared__ T b_tile[TILE_K * TILE];
+    Conv v = CONV_GEOMETRY;
+    int g = blockIdx.z;
+    long long rows = out_channels / groups, positions = (long long)out_h * out_w;
+    ForwardOperands operands{x, weight, v, g, rows, (long long)(channels / groups) * kh * kw, n_batch * positions};
+    long long m0 = (long long)blockIdx.y * TILE, n0 = (long long)blockIdx.x * TILE;
+    T acc[16] = {};
+    accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    for (int i = 0; i < 4; ++i) {
+        long long m = m0 + ty + 16 * i;
+        if (m >= rows) continue;
+        long long channel = g * rows + m;
+        for (int j = 0; j < 4; ++j) {
+            long long n = n0 + tx + 16 * j;
+            if (n >= operands.columns) continue;
+            y[((n / positions) * out_channels + channel) * positions + n % positions] =
+                has_bias ? acc[4 * i + j] + bias[channel] : acc[4 * i + j];
+        }
+    }
+}
+
+// grad_x (batch, C, H, W) from grad (batch, C_out, OH, OW). Grid: (column tiles, row tiles, groups).
+extern "C" __global__ void conv_backward_input(const T* grad, const T* weight, T* grad_x, CONV_ARGS) {
+    __shared__ T a_tile[TILE_K * A_STRIDE];
+    __shared__ T b_tile[TILE_K * TILE];
+    Conv v = CONV_GEOMETRY;
+    int g = blockIdx.z;
+    long long rows = channels / groups, pixels = (long long)height * width;
+    InputOperands operands{grad, weight, v, g, rows, (long long)(out_channels / groups) * kh * kw, n_batch * pixels};
+    long long m0 = (long long)blockIdx.y * TILE, n0 = (long long)blockIdx.x * TILE;
+    T acc[16] = {};
+    accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    for (int i = 0; i < 4; ++i) {
+        long long c = m0 + ty + 16 * i;
+        if (c >= rows) continue;
+        for (int j = 0; j < 4; ++j) {
+            long long n = n0 + tx + 16 * j;
+            if (n < operands.columns)
+                grad_x[((n / pixels) * channels + g * rows + c) * pixels + n % pixels] = acc[4 * i + j];
+        }
+    }
+}
+
+// grad_weight (C_out, C/G*kh*kw) and grad_bias (C_out) from grad and x. Grid: (column tiles,
+// row tiles, groups * splits); block z = g * splits + s sums its share of the batch's positions.
+// With splits > 1 the shares go to `partial` (groups * splits * rows * columns) and the tile's
+// last block adds them up; `counters` (one per tile, zero between launches) tells it it is last.
+extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* grad_weight, T* grad_bias,
+                                                int need_weight, int has_bias, int splits, long long split_size,
+                                                T* partial, unsigned int* counters, CONV_ARGS) {
+    __shared__ T a_tile[TILE_K * A_STRIDE];
+    __shared__ T b_tile[TILE_K * TILE];
+    __shared__ int last;
+    Conv v = CONV_GEOMETRY;
+    int g = blockIdx.z / splits, s = blockIdx.z % splits;
+    long long rows = out_channels / groups, depth = n_batch * out_h * out_w;
+    long long weight_columns = need_weight ? (long long)(channels / groups) * kh * kw : 0;
+    long long columns = weight_columns + has_bias;
+    WeightOperands operands{grad, x, v, g, rows, weight_columns, depth, has_bias};
+    long long m0 = (long long)blockIdx.y * TILE, n0 = (long long)blockIdx.x * TILE;
+    long long k_begin = s * split_size, k_end = min(depth, k_begin + split_size);
+    T acc[16] = {};
+    accumulate_tile(operands, a_tile, b_tile, m0, n0, k_begin, k_end, acc);
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    if (splits > 1) {
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) {
+                long long m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+                if (m < rows && n < columns) partial[((long long)blockIdx.z * rows + m) * columns + n] = acc[4 * i + j];
+            }
+        __threadfence();   // this block's share is visible to every block before the count says so
+        __syncthreads();
+        unsigned int tile = (g * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+        if (threadIdx.x == 0) last = atomicAdd(&counters[tile], 1u) == (unsigned int)(splits - 1);
+        __syncthreads();
+        if (!last) return;
+        for (int i = 0; i < 16; ++i) {
+            long long m = m0 + ty + 16 * (i / 4), n = n0 + tx + 16 * (i % 4);
+            T total = 0;
+            if (m < rows && n < columns)
+                for (int share = 0; share < splits; ++share)   // in order: the same sum whoever is last
+                    total += partial[(((long long)g * splits + share) * rows + m) * columns + n];
+            acc[i] = total;
+        }
+        if (threadIdx.x == 0) counters[tile] = 0;   // ready for the next launch
+    }
+    for (int i = 0; i < 4; ++i) {
+        long long m = m0 + ty + 16 * i;
+        if (m >= rows) continue;
+        for (int j = 0; j < 4; ++j) {
+            long long n = n0 + tx + 16 * j;
+            if (n < weight_columns) grad_weight[(g * rows + m) * weight_columns + n] = acc[4 * i + j];
+            else if (n == weight_columns && has_bias) grad_bias[g * rows + m] = acc[4 * i + j];
+        }
     }
 }
 """
 
-_module = CudaModule("conv", _SOURCE)
+# The geometry parameters, spelled out in the source (a macro would hide them from the launch check).
+CONV_ARGS = ("long long n_batch, int channels, int height, int width, int out_channels, int out_h, int out_w, "
+             "int kh, int kw, int sh, int sw, int top, int left, int dh, int dw, int groups")
+MODULE = CudaModule("conv", SOURCE.replace("CONV_ARGS)", CONV_ARGS + ")"))
 
 
-def bias_to_nchw_cuda(out, bias, y=None):
-    """``out`` (C, N, OH, OW) plus ``bias`` (C,) or None, as an NCHW array, in one kernel: a new
-    one, or ``y`` (C-contiguous (N, C, OH, OW), e.g. a batch slice of a larger output)."""
-    xp = get_array_module(out)
-    c, n = out.shape[:2]
-    if y is None:
-        y = xp.empty((n, c) + out.shape[2:], dtype=out.dtype)
+def _tiles(count: int) -> int:
+    return max(1, -(-int(count) // TILE))
+
+
+@functools.lru_cache(maxsize=256)
+def _geometry_args(x_shape, weight_shape, out_hw, stride, top_left, dilation, groups):
+    """The kernels' trailing geometry parameters (``CONV_ARGS``), as the C widths. Cached: a
+    model has a few layer shapes, and making 16 NumPy scalars costs more host time than a launch."""
+    n, c, h, w = x_shape
+    c_out, _, kh, kw = weight_shape
+    ints = (c, h, w, c_out, *out_hw, kh, kw, *stride, *top_left, *dilation, groups)
+    return (np.int64(n),) + tuple(np.int32(v) for v in ints)
+
+
+def _args(x_shape, weight_shape, out_hw, stride, padding, dilation, groups):
+    return _geometry_args(tuple(x_shape), tuple(weight_shape), tuple(out_hw), tuple(stride),
+                          (padding[0][0], padding[1][0]), tuple(dilation), int(groups))
+
+
+def conv2d_forward_cuda(x, weight, bias, out_hw, stride, padding, dilation, groups):
+    """y = conv2d(x, weight) + bias (NCHW, ``out_hw`` = (OH, OW)) in one kernel. ``x`` (N, C, H, W)
+    and ``weight`` (C_out, C/G, kh, kw) C-contiguous, ``bias`` (C_out,) or None, one dtype;
+    ``padding`` as ((top, bottom), (left, right))."""
+    xp = get_array_module(x)
+    n, c_out = x.shape[0], weight.shape[0]
+    y = xp.empty((n, c_out) + tuple(out_hw), dtype=x.dtype)
     if y.size:
-        spatial = y.size // (n * c)
-        _module.launch("bias_to_nchw", out.dtype, (blocks_for(y.size),), (THREADS,),
-                       (xp.ascontiguousarray(out), out if bias is None else bias, np.int32(bias is not None), y,
-                        np.int64(n), np.int64(c), np.int64(spatial)))
+        grid = (_tiles(n * out_hw[0] * out_hw[1]), _tiles(c_out // groups), groups)
+        MODULE.launch("conv_forward", x.dtype, grid, (TILE_THREADS,),
+                      (x, weight, weight if bias is None else bias, np.int32(bias is not None), y,
+                       *_args(x.shape, weight.shape, out_hw, stride, padding, dilation, groups)))
     return y
 
 
-def nchw_to_channels_cuda(grad, need_bias: bool, out_bias=None):
-    """``grad`` (N, C, OH, OW) in channel-major order (C, N*OH*OW), and its per-channel sum (C,)
-    when ``need_bias`` (else None; written into ``out_bias`` when given), in one kernel."""
+def conv2d_backward_input_cuda(grad, weight, x_shape, stride, padding, dilation, groups):
+    """dx (``x_shape``) of a convolution from its output gradient ``grad`` (N, C_out, OH, OW,
+    C-contiguous) and ``weight``, in one kernel: col2im(W.T @ dY) without the columns."""
     xp = get_array_module(grad)
-    n, c = grad.shape[:2]
-    grad_cm = xp.empty((c, grad.size // c if c else 0), dtype=grad.dtype)
-    grad_bias = (xp.empty(c, dtype=grad.dtype) if out_bias is None else out_bias) if need_bias else None
-    if grad.size:
-        _module.launch("nchw_to_channels", grad.dtype, (c,), (reduce_threads_for(grad.size // c),),
-                       (grad, grad_cm, grad_cm if grad_bias is None else grad_bias, np.int32(need_bias),
-                        np.int64(n), np.int64(c), np.int64(grad.size // (n * c))))
-    return grad_cm, grad_bias
+    grad_x = xp.empty(tuple(x_shape), dtype=grad.dtype)
+    if grad_x.size:
+        n, c, h, w = x_shape
+        grid = (_tiles(n * h * w), _tiles(c // groups), groups)
+        MODULE.launch("conv_backward_input", grad.dtype, grid, (TILE_THREADS,),
+                      (grad, weight, grad_x,
+                       *_args(x_shape, weight.shape, grad.shape[2:], stride, padding, dilation, groups)))
+    return grad_x
+
+
+_counters: dict = {}   # (array module, device) -> the split tiles' counters, zero between launches
+
+
+def _tile_counters(xp, device, count: int):
+    """At least ``count`` zeroed uint32 counters on ``device``, kept for later launches (every
+    launch leaves them zero again). Grown, never shrunk; made outside a step after the first."""
+    key = (xp, device)
+    counters = _counters.get(key)
+    if counters is None or counters.size < count:
+        counters = _counters[key] = xp.zeros(max(count, 1024), dtype=np.uint32)
+    return counters
+
+
+def weight_splits(rows: int, columns: int, groups: int, depth: int) -> int:
+    """Into how many shares ``conv_backward_weight`` splits a sum of ``depth`` products (the
+    batch's positions): enough blocks to fill a GPU (``TARGET_BLOCKS``), each summing at least
+    ``MIN_SPLIT`` of them."""
+    tiles = _tiles(rows) * _tiles(columns) * groups
+    wanted = -(-TARGET_BLOCKS // tiles)
+    return max(1, min(wanted, depth // MIN_SPLIT, 65535 // groups))
+
+
+def conv2d_backward_weight_cuda(grad, x, x_shape, weight_shape, stride, padding, dilation, groups, need_weight=True,
+                                need_bias=True, out_weight=None, out_bias=None):
+    """(dW, db) of a convolution from ``grad`` (N, C_out, OH, OW) and its input ``x`` (of
+    ``x_shape``; None when only db is asked for), both C-contiguous, in one kernel: dW = dY @
+    im2col(x).T without the columns, db = dY summed per channel (a column of ones in the same
+    product). Each is None unless asked for; written into ``out_weight`` / ``out_bias``
+    (contiguous, e.g. a parameter's reserved .grad) when given."""
+    xp = get_array_module(grad)
+    c_out, n = weight_shape[0], grad.shape[0]
+    grad_weight = grad_bias = None
+    if need_weight:
+        grad_weight = xp.empty(tuple(weight_shape), dtype=grad.dtype) if out_weight is None else out_weight
+    if need_bias:
+        grad_bias = xp.empty(c_out, dtype=grad.dtype) if out_bias is None else out_bias
+    rows = c_out // groups
+    columns = (int(np.prod(weight_shape[1:])) if need_weight else 0) + int(need_bias)
+    depth = n * grad.shape[2] * grad.shape[3]
+    if depth == 0:  # an empty batch: every sum is empty
+        for array in (grad_weight, grad_bias):
+            if array is not None:
+                array.fill(0)
+        return grad_weight, grad_bias
+    if columns == 0 or rows == 0:
+        return grad_weight, grad_bias
+    splits = weight_splits(rows, columns, groups, depth)
+    split_size = -(-depth // splits)
+    split_size = -(-split_size // TILE_K) * TILE_K     # whole slices of the sum per block
+    splits = -(-depth // split_size)
+    grid = (_tiles(columns), _tiles(rows), groups * splits)
+    if splits > 1:
+        partial = xp.empty(groups * splits * rows * columns, dtype=grad.dtype)
+        counters = _tile_counters(xp, grad.device.id, grid[0] * grid[1] * groups)
+    else:  # one share: the block writes dW itself; the workspace arguments are not read
+        partial, counters = grad, _tile_counters(xp, grad.device.id, 1)
+    placeholder = grad  # for an output not asked for: passed, never written
+    MODULE.launch("conv_backward_weight", grad.dtype, grid, (TILE_THREADS,),
+                  (grad, placeholder if x is None else x, placeholder if grad_weight is None else grad_weight,
+                   placeholder if grad_bias is None else grad_bias, np.int32(need_weight), np.int32(need_bias),
+                   np.int32(splits), np.int64(split_size), partial, counters,
+                   *_args(x_shape, weight_shape, grad.shape[2:], stride, padding, dilation, groups)))
+    return grad_weight, grad_bias
