@@ -45,6 +45,8 @@ class BatchNorm(Function):
     The array code below is the readable version. In training, float32/float64 NumPy arrays
     take the compiled loops of ``tinynet/kernels/norm.py`` (the same formulas, one task per
     channel, 3-4x faster), CuPy arrays the fused kernels of ``tinynet/kernels/cuda/norm.py``.
+    The optional ``num_batches_tracked`` input (a BatchNorm module's int64 step counter, given
+    by :func:`_batch_norm` on the fused path only) is incremented by that forward kernel.
     """
 
     @staticmethod
