@@ -63,8 +63,10 @@ def test_batch_norm_kernels_equal_reference(dtype, problem):
 
     dev = {k: None if v is None else _device(v) for k, v in
            dict(weight=weight, bias=bias, running_mean=running_mean, running_var=running_var).items()}
+    counter = _device(np.array(7, np.int64))   # a BatchNorm module's num_batches_tracked
     y, x_hat, mean, inv_std = batch_norm_forward_cuda(_device(x), dev["weight"], dev["bias"], dev["running_mean"],
-                                                      dev["running_var"], 0.1, 1e-5)
+                                                      dev["running_var"], 0.1, 1e-5, counter)
+    assert int(counter.get()) == 8   # one thread of the C blocks adds 1
     y_ref, x_hat_ref, mean_ref, var_ref, inv_std_ref = batch_norm_forward_numba(x, weight, bias, 1e-5)
     count = x.size // c
     for got, want in [(y, y_ref), (x_hat, x_hat_ref), (mean, mean_ref), (inv_std, inv_std_ref),

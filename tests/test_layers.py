@@ -245,14 +245,15 @@ def test_losses_match_pytorch(make, shape, target):
 @requires_torch
 @requires_ops("batch_norm")
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_batchnorm_running_statistics_follow_pytorch_over_several_steps(momentum):
+def test_batchnorm_running_statistics_follow_pytorch_over_several_steps(device, momentum):
+    """On cuda (momentum 0.1) the fused kernel advances num_batches_tracked; elsewhere an add_(1)."""
     def make(nn):
         return nn.BatchNorm2d(3, momentum=momentum)
     layer_th = make(tnn)
-    layer = make(nn)
+    layer = make(nn).to(device)
     for step in range(3):
         x = randn(4, 3, 2, 2, seed=step) * (step + 1) + step
-        layer(tinynet.tensor(x))
+        layer(tinynet.tensor(x, device=device))
         layer_th(torch.from_numpy(x))
     assert layer.num_batches_tracked.item() == 3
     for key, value in layer_th.state_dict().items():
@@ -260,7 +261,7 @@ def test_batchnorm_running_statistics_follow_pytorch_over_several_steps(momentum
                                    err_msg=key)
     layer.eval()
     before = to_numpy(layer.running_mean).copy()
-    layer(tinynet.tensor(randn(4, 3, 2, 2, seed=9)))
+    layer(tinynet.tensor(randn(4, 3, 2, 2, seed=9), device=device))
     assert layer.num_batches_tracked.item() == 3  # evaluation does not count or update
     np.testing.assert_array_equal(to_numpy(layer.running_mean), before)
 

@@ -7,6 +7,8 @@ from hypothesis import given, strategies as st
 import tinynet
 import tinynet.nn.functional as F
 from helpers import check_gradients, compare_with_torch, requires_torch, to_numpy
+from tinynet import backend, sim
+from tinynet.kernels import dispatch
 
 try:
     import torch
@@ -143,6 +145,26 @@ def test_running_stats_update_also_under_no_grad(device):
         F.batch_norm(x, rm, rv, training=True, momentum=0.5)
     np.testing.assert_allclose(to_numpy(rm), [1.0, 2.0])        # 0.5 * batch mean (2, 4)
     np.testing.assert_allclose(to_numpy(rv), [1.5, 4.5])        # 0.5 * 1 + 0.5 * unbiased var (2, 8)
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="a real GPU is present: 'cuda' is CuPy, not the simulator")
+@pytest.mark.skipif(not dispatch.emulator_available(), reason="no CUDA emulator (C++ compiler) for the fused kernel")
+def test_batchnorm_step_counter_costs_no_launch_of_its_own():
+    """A BatchNorm2d training forward on the simulated GPU is one launch: the fused kernel adds 1
+    to num_batches_tracked itself. Off that path (the reference kernels, eval) the counter is
+    advanced by an add_(1) or left alone: each training forward counts exactly once."""
+    bn = tinynet.nn.BatchNorm2d(3).to("cuda")
+    x = tinynet.randn(4, 3, 2, 2, device="cuda")
+    with sim.counting() as c:
+        bn(x)
+    assert c["launch_names"] == {"norm.batch_norm_forward": 1}, c["launch_names"]
+    assert bn.num_batches_tracked.item() == 1
+    with dispatch.reference_kernels():
+        bn(x)
+    assert bn.num_batches_tracked.item() == 2
+    bn.eval()
+    bn(x)
+    assert bn.num_batches_tracked.item() == 2
 
 
 # ------------------------------------------------------------------------------ errors

@@ -45,19 +45,25 @@ class BatchNorm(Function):
     The array code below is the readable version. In training, float32/float64 NumPy arrays
     take the compiled loops of ``tinynet/kernels/norm.py`` (the same formulas, one task per
     channel, 3-4x faster), CuPy arrays the fused kernels of ``tinynet/kernels/cuda/norm.py``.
+    The optional ``num_batches_tracked`` input (a BatchNorm module's int64 step counter, given
+    by :func:`_batch_norm` on the fused path only) is incremented by that forward kernel.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, *, training, momentum, eps):
+    def forward(ctx, x, weight, bias, running_mean, running_var, num_batches_tracked=None, *, training,
+                momentum, eps):
         xp = ctx.xp
         axes = (0,) + tuple(range(2, x.ndim))           # every axis but the channel axis
         channel_shape = (1, -1) + (1,) * (x.ndim - 2)     # per-channel vector -> broadcastable
         ctx.training, ctx.axes = training, axes
-        ctx.fused = training and uses_cuda(x) and (running_mean is None) == (running_var is None)
-        if ctx.fused:  # one GPU kernel: statistics, normalisation and running-stat update
+        ctx.fused = _runs_fused(x, training, running_mean, running_var)
+        if num_batches_tracked is not None and not ctx.fused:
+            raise RuntimeError("batch_norm: num_batches_tracked is only passed to the fused GPU kernel "
+                               "(_batch_norm adds 1 to it itself on the other paths)")
+        if ctx.fused:  # one GPU kernel: statistics, normalisation, running-stat and counter update
             from ..kernels.cuda.norm import batch_norm_forward_cuda
             y, x_hat, _, inv_std = batch_norm_forward_cuda(x, weight, bias, running_mean, running_var,
-                                                           momentum, eps)
+                                                           momentum, eps, num_batches_tracked)
             ctx.save_for_backward(x_hat, inv_std, weight)
             return y
         ctx.numba = training and uses_numba(x) and x.ndim >= 2
@@ -88,10 +94,10 @@ class BatchNorm(Function):
             out_weight, out_bias = ctx.grad_out[1:3] if ctx.grad_out else (None, None)  # reserved .grad storage
             grad_x, grad_weight, grad_bias = batch_norm_backward_cuda(grad, x_hat, inv_std, gamma, need_x,
                                                                       out_weight, out_bias)
-            return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None
+            return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None, None
         if ctx.numba:  # the same formulas as compiled loops (inv_std and gamma are (C,) here)
             grad_x, grad_weight, grad_bias = batch_norm_backward_numba(grad, x_hat, inv_std, gamma, need_x)
-            return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None
+            return grad_x, grad_weight if need_weight else None, grad_bias if need_bias else None, None, None, None
         axes = ctx.axes
         grad_x = grad_weight = grad_bias = None
         if need_weight:
@@ -107,7 +113,14 @@ class BatchNorm(Function):
                 grad_x = inv_std / count * (count * dxhat - sum_dxhat - x_hat * sum_dxhat_xhat)
             else:
                 grad_x = dxhat * inv_std
-        return grad_x, grad_weight, grad_bias, None, None
+        return grad_x, grad_weight, grad_bias, None, None, None
+
+
+def _runs_fused(x, training, running_mean, running_var) -> bool:
+    """Whether batch norm of the array ``x`` runs as the fused GPU kernels (training on a CUDA
+    array, with both running statistics or neither); only their presence is looked at, so
+    tensors or arrays will do."""
+    return training and uses_cuda(x) and (running_mean is None) == (running_var is None)
 
 
 def _normalize_affine(centered, inv_std, weight, bias, channel_shape: tuple) -> tuple:
@@ -155,9 +168,21 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     Returns:
         A tensor of the input's shape. Backward: see :class:`BatchNorm` for the closed form.
     """
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                num_batches_tracked=None):
+    """:func:`batch_norm`, and one added to ``num_batches_tracked`` (the BatchNorm modules'
+    int64 step counter of shape (), or None). The fused GPU kernel does that addition itself,
+    so the counter costs no kernel launch of its own there (nor in a CUDA graph's replay); on
+    every other path it is an ``add_(1)`` here."""
     _check_batch_norm_args(input, running_mean, running_var, weight, bias, training)
-    return BatchNorm.apply(input, weight, bias, running_mean, running_var, training=bool(training),
-                           momentum=momentum, eps=eps)
+    if num_batches_tracked is not None and not _runs_fused(input.data, training, running_mean, running_var):
+        num_batches_tracked.add_(1)
+        num_batches_tracked = None
+    return BatchNorm.apply(input, weight, bias, running_mean, running_var, num_batches_tracked,
+                           training=bool(training), momentum=momentum, eps=eps)
 
 
 def _check_batch_norm_args(input, running_mean, running_var, weight, bias, training) -> None:

@@ -179,7 +179,7 @@ def _adaptive_avg_pool2d(g, call):
 
 
 def _batch_norm(g, call):
-    x, weight, bias, running_mean, running_var = call.args
+    x, weight, bias, running_mean, running_var = call.args[:5]   # the 6th, the step counter, is None in eval
     if call.kwargs["training"]:
         raise ValueError("onnx.export: batch_norm with batch statistics (training=True, or a BatchNorm "
                          "without running statistics) cannot be exported; export the model in eval mode")

@@ -16,7 +16,9 @@ totals known, each thread writes its own values. So:
 * forward: three passes over the channel inside one kernel: the sum (-> mean), the sum of
   squared deviations from that mean (-> variance: two passes, as the reference, so no
   cancellation), then ``x_hat = (x - mean) * inv_std`` and ``y = gamma * x_hat + beta``. Thread
-  0 writes the channel's mean and inv_std and updates the running statistics.
+  0 writes the channel's mean and inv_std and updates the running statistics; thread 0 of
+  block 0 also adds 1 to the module's ``num_batches_tracked`` when it is passed, so that
+  counter costs no kernel launch of its own (and a replayed CUDA graph advances it too).
 * backward: one pass for ``sum(g)`` and ``sum(g * x_hat)`` (these are dbeta and dgamma, and,
   times gamma, the two sums of the closed-form dx), then the elementwise formula
   ``dx = inv_std / M * (M * dxhat - sum(dxhat) - x_hat * sum(dxhat * x_hat))``.
@@ -38,11 +40,12 @@ __all__ = ["batch_norm_forward_cuda", "batch_norm_backward_cuda"]
 
 _SOURCE = BLOCK_SUM + r"""
 // x, y, x_hat: (N, C, S) contiguous; gamma, beta, running_mean, running_var, mean_out,
-// inv_std_out: (C,). Block c normalises channel c.
+// inv_std_out: (C,); num_batches_tracked: one int64. Block c normalises channel c.
 extern "C" __global__ void batch_norm_forward(
         const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var,
-        T* y, T* x_hat, T* mean_out, T* inv_std_out, long long n_batch, long long channels,
-        long long spatial, T eps, T keep, T momentum, T unbias, int has_gamma, int has_beta, int has_running) {
+        T* y, T* x_hat, T* mean_out, T* inv_std_out, long long* num_batches_tracked, long long n_batch,
+        long long channels, long long spatial, T eps, T keep, T momentum, T unbias, int has_gamma, int has_beta,
+        int has_running, int has_counter) {
     __shared__ T shared[REDUCE_THREADS];
     long long c = blockIdx.x;
     int t = threadIdx.x, step = blockDim.x;
@@ -76,6 +79,7 @@ extern "C" __global__ void batch_norm_forward(
             running_mean[c] = running_mean[c] * keep + momentum * mean;
             running_var[c] = running_var[c] * keep + momentum * (var * unbias);
         }
+        if (has_counter && c == 0) *num_batches_tracked += 1;   // one thread in the whole grid
     }
 }
 
@@ -115,11 +119,13 @@ extern "C" __global__ void batch_norm_backward(
 _module = CudaModule("norm", _SOURCE)
 
 
-def batch_norm_forward_cuda(x, weight, bias, running_mean, running_var, momentum, eps):
+def batch_norm_forward_cuda(x, weight, bias, running_mean, running_var, momentum, eps, num_batches_tracked=None):
     """Training-mode batch norm of ``x`` (N, C, ...) over every axis but 1, in one kernel.
 
     ``weight``, ``bias``, ``running_mean``, ``running_var``: (C,) arrays of x's dtype or None;
-    the running statistics are updated in place (both or neither).
+    the running statistics are updated in place (both or neither). ``num_batches_tracked``: a
+    device int64 array of shape () or None; when given, the kernel adds 1 to it in place (the
+    BatchNorm module's step counter, without a launch of its own).
 
     Returns ``(y, x_hat, mean, inv_std)``: y and x_hat of x's shape, mean and inv_std (C,).
     """
@@ -130,14 +136,20 @@ def batch_norm_forward_cuda(x, weight, bias, running_mean, running_var, momentum
     y, x_hat = xp.empty_like(x3), xp.empty_like(x3)
     mean, inv_std = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
     dtype = x.dtype.type
-    has_running = running_mean is not None
-    # The mean output stands in for absent optional vectors (the flags say not to touch them).
+    has_running, has_counter = running_mean is not None, num_batches_tracked is not None
+    if has_counter and (num_batches_tracked.dtype != np.int64 or num_batches_tracked.shape != ()):
+        raise ValueError(f"batch_norm_forward_cuda: expected num_batches_tracked to be an int64 array of "
+                         f"shape (), got {num_batches_tracked.dtype} of shape {num_batches_tracked.shape}")
+    # The mean output stands in for absent optional vectors, and an unwritten int64 for an absent
+    # counter (the flags say not to touch them).
+    counter = num_batches_tracked if has_counter else xp.empty((), dtype=np.int64)
     _module.launch("batch_norm_forward", x.dtype, (c,), (reduce_threads_for(count),),
                    (x3, mean if weight is None else weight, mean if bias is None else bias,
                     running_mean if has_running else mean, running_var if has_running else mean,
-                    y, x_hat, mean, inv_std, np.int64(n), np.int64(c), np.int64(x3.shape[2]),
+                    y, x_hat, mean, inv_std, counter, np.int64(n), np.int64(c), np.int64(x3.shape[2]),
                     dtype(eps), dtype(1 - momentum), dtype(momentum), dtype(count / (count - 1)),
-                    np.int32(weight is not None), np.int32(bias is not None), np.int32(has_running)))
+                    np.int32(weight is not None), np.int32(bias is not None), np.int32(has_running),
+                    np.int32(has_counter)))
     return y.reshape(x.shape), x_hat.reshape(x.shape), mean, inv_std
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ... import backend
 from ... import dtypes as _dt
 from ...creation import empty, ones, tensor, zeros
-from .. import functional as F
+from ...functional.norm import _batch_norm
 from .. import init
 from ..module import Module
 from ..parameter import Parameter
@@ -70,23 +70,28 @@ class _BatchNorm(Module):
             raise RuntimeError(f"{type(self).__name__}({self.num_features}): expected input with "
                                f"{self.num_features} channels in dimension 1, got input of shape {tuple(input.shape)}")
         momentum = 0.0 if self.momentum is None else self.momentum
+        counter = None  # the step counter, when batch_norm is to add 1 to it
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 # Cumulative average: the n-th batch gets weight 1/n, so the running statistics
                 # are the plain mean over all batches seen. An explicit read of the counter from
-                # the device, as PyTorch does (the kernels take momentum as a number); the
-                # default momentum=0.1 never reads.
+                # the device, as PyTorch does (the kernels take momentum as a number), after
+                # adding this batch; the default momentum=0.1 never reads.
+                self.num_batches_tracked.add_(1)
                 momentum = 1.0 / backend.item(self.num_batches_tracked.data)
+            else:
+                # Added inside the fused GPU kernel when that runs (no launch of its own), else
+                # by an add_(1): see _batch_norm.
+                counter = self.num_batches_tracked
         # Batch statistics in training; in evaluation too if there are no running statistics.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         # Running statistics are passed when they are to be updated (training and tracked) or
         # to be used (evaluation).
         pass_running = not self.training or self.track_running_stats
-        return F.batch_norm(input,
-                            self.running_mean if pass_running else None,
-                            self.running_var if pass_running else None,
-                            self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        return _batch_norm(input,
+                           self.running_mean if pass_running else None,
+                           self.running_var if pass_running else None,
+                           self.weight, self.bias, use_batch_stats, momentum, self.eps, counter)
 
     def _load_from_state_dict(self, state_dict, prefix, missing_keys, unexpected_keys, error_msgs) -> None:
         # Checkpoints written before PyTorch added num_batches_tracked lack it; like PyTorch,
