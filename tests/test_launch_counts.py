@@ -27,17 +27,18 @@ from test_compile import SPECS, _example
 # constant, no ones_like); dropout2d's forward is one launch (mask drawn and applied); a Linear
 # bias costs no launch of its own (cuBLASLt's epilogues, modelled by the simulated device: the
 # forward GEMM adds it, the weight-gradient GEMM sums its gradient); a convolution is 3 launches
-# (implicit GEMMs: forward with its bias, dx, dW with db) where im2col + cuBLAS took 7.
+# (implicit GEMMs: forward with its bias, dx, dW with db) where im2col + cuBLAS took 7; a
+# BatchNorm's step counter is incremented by its forward kernel, not by a launch of its own.
 # (The same steps with the array references only, inside dispatch.reference_kernels(): mlp 185,
 # cnn5 535, pytorch_example 299, lenet 300, vgg_bn 598, lenet_resnet 456/454.)
 LIMITS = {
     "mlp": 35,                 # measured 33 launches, 14 ops
-    "cnn5": 57,                # 55, 23 ops
+    "cnn5": 52,                # 50, 23 ops
     "pytorch_example": 31,     # 29, 14 ops
     "lenet": 30,               # 28, 13 ops
-    "vgg_bn": 44,              # 42, 18 ops
-    "lenet_resnet_conv": 48,   # 46, 20 ops
-    "lenet_resnet_fc": 48,     # 46, 22 ops
+    "vgg_bn": 41,              # 39, 18 ops
+    "lenet_resnet_conv": 46,   # 44, 20 ops
+    "lenet_resnet_fc": 46,     # 44, 22 ops
 }
 MAX_LAUNCHES_PER_OP = 2.5      # over the whole step: forward, loss, backward, optimiser
 MAX_OPTIMIZER_LAUNCHES = 2     # the whole optimiser step, all parameters
@@ -93,7 +94,7 @@ def test_launches_per_training_step(name):
 @pytest.mark.parametrize("name", list(SPECS))
 def test_launches_per_autograd_op_target(name):
     """The issue's target: at most 2.5 launches per autograd op over a whole step (2026-12-04:
-    2.07-2.39 for the report models)."""
+    2.0-2.36 for the report models)."""
     counts, summary = _counted(name)
     assert counts["launches"] <= MAX_LAUNCHES_PER_OP * counts["ops"], summary
 
