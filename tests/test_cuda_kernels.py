@@ -344,6 +344,13 @@ def test_conv_kernels_over_several_tiles_and_split_sums(dtype):
         check_conv_kernels(x, random((70, 8, 3, 3), 3, dtype), random(70, 4, dtype), geometry, 1, 0, dtype)
 
 
+def test_conv_kernels_refuse_products_past_32_bit_indices():
+    geometry = ((1, 1), ((0, 0), (0, 0)), (1, 1))
+    with pytest.raises(RuntimeError, match=r"conv2d: input \[65536, 1, 256, 256\].*32-bit indices.*batch\*OH\*OW"):
+        c_conv._args((65536, 1, 256, 256), (1, 1, 1, 1), (256, 256), *geometry, 1)
+    assert len(c_conv._args((2, 1, 256, 256), (1, 1, 1, 1), (256, 256), *geometry, 1)) == 16
+
+
 @needs_emulator
 def test_kernels_cover_any_grid():
     """The grid-stride loops: a grid much smaller than the work still covers all of it."""

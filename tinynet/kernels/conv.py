@@ -1,5 +1,5 @@
-"""The convolution's layout changes on the CPU, fused with its bias, as compiled loops (the GPU
-has the same pair as CUDA C in :mod:`tinynet.kernels.cuda.conv`).
+"""The convolution's layout changes on the CPU, fused with its bias, as compiled loops (a GPU
+needs neither: its implicit-GEMM kernels, :mod:`tinynet.kernels.cuda.conv`, read and write NCHW).
 
 A convolution as one GEMM (:mod:`tinynet.functional.conv`) produces its output channel-major,
 ``(C_out, N, OH*OW)``, and takes its output gradient in that layout too. As array expressions

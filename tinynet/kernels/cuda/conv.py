@@ -36,7 +36,9 @@ Every fetched value is used 64 times from shared memory instead of once from glo
   gradient is one more column of the same product whose right operand is all ones:
   ``db[o] = sum dY[:, o]``.
 
-Indices into the arrays are 64-bit (``long long``); tile coordinates fit in 32 bits.
+The products' own indices (rows, columns, the sum's k) are 32-bit ``int``s, cheaper to divide
+than 64-bit ones (each fetch decodes its k into (c, i, j)); every product dimension must be
+below 2^31 (checked before launching). Offsets into the arrays are 64-bit (``long long``).
 """
 from __future__ import annotations
 
@@ -61,40 +63,48 @@ SOURCE = rf"""
 #define TILE_THREADS {TILE_THREADS}
 #define A_STRIDE (TILE + 1)   // the left operand's tile is stored k-major; +1 spreads its writes over the banks
 """ + r"""
+static_assert(TILE == 64 && TILE_K == 16 && TILE_THREADS == 256, "accumulate_tile's fetch pattern assumes these");
+
 // The geometry of one convolution, as the kernels receive it.
 struct Conv {
-    long long n_batch;
-    int channels, height, width, out_channels, out_h, out_w, kh, kw, sh, sw, top, left, dh, dw, groups;
+    int n_batch, channels, height, width, out_channels, out_h, out_w, kh, kw, sh, sw, top, left, dh, dw, groups;
 };
 
-// x_padded[img, channel, oh*sh + i*dh, ow*sw + j*dw] for column k = (c, i, j) of group g's
-// cols and position (oh, ow): an entry of im2col, read where it lies (0 in the padding).
-__device__ __forceinline__ T window_pixel(const T* x, const Conv& v, long long img, int g, long long k, int oh, int ow) {
-    int per_channel = v.kh * v.kw;
-    int c = (int)(k / per_channel), i = (int)(k % per_channel) / v.kw, j = (int)(k % v.kw);
-    int h = oh * v.sh - v.top + i * v.dh, w = ow * v.sw - v.left + j * v.dw;
-    if (h < 0 || h >= v.height || w < 0 || w >= v.width) return (T)0;
-    int channel = g * (v.channels / v.groups) + c;
-    return x[((img * v.channels + channel) * v.height + h) * v.width + w];
+// A position (oh, ow) of image img in the output: what a column index of cols decodes to.
+struct Position { int img, oh, ow; bool valid; };
+
+__device__ __forceinline__ Position position(const Conv& v, int n) {
+    int positions = v.out_h * v.out_w, p = n % positions;
+    return Position{n / positions, p / v.out_w, p % v.out_w, n < v.n_batch * positions};
 }
 
-// acc[4 i + j] += sum over k in [k_begin, k_end) of A(m0 + ty + 16 i, k) * B(k, n0 + tx + 16 j), with
-// A and B fetched by `operands.a(m, k)` and `operands.b(k, n)` (each 0 outside its matrix), one
-// TILE_K slice of the sum at a time through the shared tiles a_tile (TILE_K x A_STRIDE) and
-// b_tile (TILE_K x TILE).
+// x_padded[img, channel, oh*sh + i*dh, ow*sw + j*dw] for row k = (c, i, j) of group g's cols
+// and column `at`: an entry of im2col, read where it lies (0 in the padding).
+__device__ __forceinline__ T window_pixel(const T* x, const Conv& v, int g, int k, const Position& at) {
+    int per_channel = v.kh * v.kw, c = k / per_channel, r = k - c * per_channel, i = r / v.kw, j = r - i * v.kw;
+    int h = at.oh * v.sh - v.top + i * v.dh, w = at.ow * v.sw - v.left + j * v.dw;
+    if (!at.valid || h < 0 || h >= v.height || w < 0 || w >= v.width) return (T)0;
+    long long channel = g * (v.channels / v.groups) + c;
+    return x[(((long long)at.img * v.channels + channel) * v.height + h) * v.width + w];
+}
+
+// acc[4 i + j] += sum over k in [k_begin, k_end) of A(m0 + ty + 16 i, k) * B(k, n0 + tx + 16 j), A
+// and B fetched by `operands.a(m, k)` and `operands.b(k, column)` (each 0 outside its matrix),
+// one TILE_K slice of the sum at a time through the shared tiles a_tile (TILE_K x A_STRIDE) and
+// b_tile (TILE_K x TILE). Each thread fetches the same column of B throughout, so what that
+// column index means (`operands.column(n)`: an output position, an input pixel) is worked out once.
 template <class Operands>
-__device__ void accumulate_tile(const Operands& operands, T* a_tile, T* b_tile, long long m0, long long n0,
-                                long long k_begin, long long k_end, T* acc) {
+__device__ void accumulate_tile(const Operands& operands, T* a_tile, T* b_tile, int m0, int n0, int k_begin,
+                                int k_end, T* acc) {
     int t = threadIdx.x, tx = t % 16, ty = t / 16;
-    for (long long k0 = k_begin; k0 < k_end; k0 += TILE_K) {
-        for (int e = t; e < TILE * TILE_K; e += TILE_THREADS) {   // neighbouring threads: neighbouring k
-            int m = e / TILE_K, k = e % TILE_K;
-            a_tile[k * A_STRIDE + m] = k0 + k < k_end ? operands.a(m0 + m, k0 + k) : (T)0;
-        }
-        for (int e = t; e < TILE_K * TILE; e += TILE_THREADS) {   // neighbouring threads: neighbouring n
-            int k = e / TILE, n = e % TILE;
-            b_tile[e] = k0 + k < k_end ? operands.b(k0 + k, n0 + n) : (T)0;
-        }
+    int a_k = t % TILE_K, a_m = t / TILE_K;   // fetches A at rows m0 + a_m + 16 r, column k0 + a_k
+    int b_k = t / TILE, b_n = t % TILE;       // fetches B at rows k0 + b_k + 4 r, column n0 + b_n
+    typename Operands::Column column = operands.column(n0 + b_n);
+    for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
+        for (int r = 0; r < 4; ++r)   // neighbouring threads: neighbouring k (W's rows are k-contiguous)
+            a_tile[a_k * A_STRIDE + a_m + 16 * r] = k0 + a_k < k_end ? operands.a(m0 + a_m + 16 * r, k0 + a_k) : (T)0;
+        for (int r = 0; r < 4; ++r)   // neighbouring threads: neighbouring n (positions, pixels)
+            b_tile[(b_k + 4 * r) * TILE + b_n] = k0 + b_k + 4 * r < k_end ? operands.b(k0 + b_k + 4 * r, column) : (T)0;
         __syncthreads();
         for (int k = 0; k < TILE_K; ++k) {
             T a[4], b[4];
@@ -109,56 +119,59 @@ __device__ void accumulate_tile(const Operands& operands, T* a_tile, T* b_tile, 
 
 // Forward, group g: A = W_g (C_out/G, K), B = cols_g (K, batch*OH*OW).
 struct ForwardOperands {
-    const T* x; const T* weight; Conv v; int g; long long rows, depth, columns;
-    __device__ T a(long long m, long long k) const {
-        return m < rows ? weight[(g * rows + m) * depth + k] : (T)0;
+    typedef Position Column;
+    const T* x; const T* weight; Conv v; int g, rows, depth;
+    __device__ Position column(int n) const { return position(v, n); }
+    __device__ T a(int m, int k) const {
+        return m < rows ? weight[((long long)g * rows + m) * depth + k] : (T)0;
     }
-    __device__ T b(long long k, long long n) const {
-        if (n >= columns) return (T)0;
-        int positions = v.out_h * v.out_w, p = (int)(n % positions);
-        return window_pixel(x, v, n / positions, g, k, p / v.out_w, p % v.out_w);
-    }
+    __device__ T b(int k, const Position& at) const { return window_pixel(x, v, g, k, at); }
 };
+
+// An input pixel (h, w) of image img: what a column of the input gradient's product decodes to.
+struct Pixel { int img, h, w; bool valid; };
 
 // Backward to the input, group g: A = W_g.T (C/G, C_out/G*kh*kw), B = dY gathered back to each
 // input pixel: B[(o, i, j), (img, h, w)] = dY[img, o, oh, ow] for the window (oh, ow) that read
 // (h, w) through offset (i, j), else 0.
 struct InputOperands {
-    const T* grad; const T* weight; Conv v; int g; long long rows, depth, columns;
-    __device__ T a(long long c, long long k) const {
-        if (c >= rows) return (T)0;
-        int per_channel = v.kh * v.kw;
-        long long o = k / per_channel;
-        return weight[((g * (v.out_channels / v.groups) + o) * rows + c) * per_channel + k % per_channel];
+    typedef Pixel Column;
+    const T* grad; const T* weight; Conv v; int g, rows, depth;
+    __device__ Pixel column(int n) const {
+        int pixels = v.height * v.width, p = n % pixels;
+        return Pixel{n / pixels, p / v.width, p % v.width, n < v.n_batch * pixels};
     }
-    __device__ T b(long long k, long long n) const {
-        if (n >= columns) return (T)0;
-        int per_channel = v.kh * v.kw;
-        int o = (int)(k / per_channel), i = (int)(k % per_channel) / v.kw, j = (int)(k % v.kw);
-        int pixels = v.height * v.width, pixel = (int)(n % pixels);
-        int start_h = pixel / v.width + v.top - i * v.dh, start_w = pixel % v.width + v.left - j * v.dw;
+    __device__ T a(int c, int k) const {
+        if (c >= rows) return (T)0;
+        int per_channel = v.kh * v.kw, o = k / per_channel;
+        return weight[(((long long)g * (v.out_channels / v.groups) + o) * rows + c) * per_channel + (k - o * per_channel)];
+    }
+    __device__ T b(int k, const Pixel& at) const {
+        if (!at.valid) return (T)0;
+        int per_channel = v.kh * v.kw, o = k / per_channel, r = k - o * per_channel, i = r / v.kw, j = r - i * v.kw;
+        int start_h = at.h + v.top - i * v.dh, start_w = at.w + v.left - j * v.dw;  // = oh*sh, ow*sw of that window
         if (start_h < 0 || start_w < 0 || start_h % v.sh != 0 || start_w % v.sw != 0) return (T)0;
         int oh = start_h / v.sh, ow = start_w / v.sw;
         if (oh >= v.out_h || ow >= v.out_w) return (T)0;
         long long channel = g * (v.out_channels / v.groups) + o;
-        return grad[((n / pixels * v.out_channels + channel) * v.out_h + oh) * v.out_w + ow];
+        return grad[(((long long)at.img * v.out_channels + channel) * v.out_h + oh) * v.out_w + ow];
     }
 };
 
 // Backward to the weight, group g: A = dY_g (C_out/G, batch*OH*OW), B = cols_g.T, whose columns
 // are the weight's (c, i, j) when weight_columns > 0, then one column of ones for db when has_bias.
 struct WeightOperands {
-    const T* grad; const T* x; Conv v; int g; long long rows, weight_columns, depth; int has_bias;
-    __device__ T a(long long o, long long l) const {
+    typedef int Column;
+    const T* grad; const T* x; Conv v; int g, rows, weight_columns, has_bias;
+    __device__ int column(int k) const { return k; }
+    __device__ T a(int o, int l) const {
         if (o >= rows) return (T)0;
-        long long positions = (long long)v.out_h * v.out_w;
-        return grad[((l / positions) * v.out_channels + g * rows + o) * positions + l % positions];
+        int positions = v.out_h * v.out_w, img = l / positions;
+        return grad[((long long)img * v.out_channels + g * rows + o) * positions + (l - img * positions)];
     }
-    __device__ T b(long long l, long long k) const {
-        if (k == weight_columns) return has_bias ? (T)1 : (T)0;
-        if (k > weight_columns) return (T)0;
-        int positions = v.out_h * v.out_w, p = (int)(l % positions);
-        return window_pixel(x, v, l / positions, g, k, p / v.out_w, p % v.out_w);
+    __device__ T b(int l, int k) const {
+        if (k >= weight_columns) return k == weight_columns && has_bias ? (T)1 : (T)0;
+        return window_pixel(x, v, g, k, position(v, l));
     }
 };
 
@@ -172,21 +185,21 @@ extern "C" __global__ void conv_forward(const T* x, const T* weight, const T* bi
     __shared__ T a_tile[TILE_K * A_STRIDE];
     __shared__ T b_tile[TILE_K * TILE];
     Conv v = CONV_GEOMETRY;
-    int g = blockIdx.z;
-    long long rows = out_channels / groups, positions = (long long)out_h * out_w;
-    ForwardOperands operands{x, weight, v, g, rows, (long long)(channels / groups) * kh * kw, n_batch * positions};
-    long long m0 = (long long)blockIdx.y * TILE, n0 = (long long)blockIdx.x * TILE;
+    int g = blockIdx.z, rows = out_channels / groups, positions = out_h * out_w, columns = n_batch * positions;
+    ForwardOperands operands{x, weight, v, g, rows, (channels / groups) * kh * kw};
+    int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
     T acc[16] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     for (int i = 0; i < 4; ++i) {
-        long long m = m0 + ty + 16 * i;
+        int m = m0 + ty + 16 * i;
         if (m >= rows) continue;
-        long long channel = g * rows + m;
+        int channel = g * rows + m;
         for (int j = 0; j < 4; ++j) {
-            long long n = n0 + tx + 16 * j;
-            if (n >= operands.columns) continue;
-            y[((n / positions) * out_channels + channel) * positions + n % positions] =
+            int n = n0 + tx + 16 * j;
+            if (n >= columns) continue;
+            int img = n / positions;
+            y[((long long)img * out_channels + channel) * positions + (n - img * positions)] =
                 has_bias ? acc[4 * i + j] + bias[channel] : acc[4 * i + j];
         }
     }
@@ -197,49 +210,49 @@ extern "C" __global__ void conv_backward_input(const T* grad, const T* weight, T
     __shared__ T a_tile[TILE_K * A_STRIDE];
     __shared__ T b_tile[TILE_K * TILE];
     Conv v = CONV_GEOMETRY;
-    int g = blockIdx.z;
-    long long rows = channels / groups, pixels = (long long)height * width;
-    InputOperands operands{grad, weight, v, g, rows, (long long)(out_channels / groups) * kh * kw, n_batch * pixels};
-    long long m0 = (long long)blockIdx.y * TILE, n0 = (long long)blockIdx.x * TILE;
+    int g = blockIdx.z, rows = channels / groups, pixels = height * width, columns = n_batch * pixels;
+    InputOperands operands{grad, weight, v, g, rows, (out_channels / groups) * kh * kw};
+    int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
     T acc[16] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     for (int i = 0; i < 4; ++i) {
-        long long c = m0 + ty + 16 * i;
+        int c = m0 + ty + 16 * i;
         if (c >= rows) continue;
         for (int j = 0; j < 4; ++j) {
-            long long n = n0 + tx + 16 * j;
-            if (n < operands.columns)
-                grad_x[((n / pixels) * channels + g * rows + c) * pixels + n % pixels] = acc[4 * i + j];
+            int n = n0 + tx + 16 * j;
+            if (n >= columns) continue;
+            int img = n / pixels;
+            grad_x[((long long)img * channels + g * rows + c) * pixels + (n - img * pixels)] = acc[4 * i + j];
         }
     }
 }
 
 // grad_weight (C_out, C/G*kh*kw) and grad_bias (C_out) from grad and x. Grid: (column tiles,
-// row tiles, groups * splits); block z = g * splits + s sums its share of the batch's positions.
-// With splits > 1 the shares go to `partial` (groups * splits * rows * columns) and the tile's
-// last block adds them up; `counters` (one per tile, zero between launches) tells it it is last.
+// row tiles, groups * splits); block z = g * splits + s sums share s of the batch's positions
+// (split_size of them). With splits > 1 the shares go to `partial` (groups * splits * rows *
+// columns) and the tile's last block adds them up; `counters` (one per tile, zero between
+// launches) tells it it is last.
 extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* grad_weight, T* grad_bias,
-                                                int need_weight, int has_bias, int splits, long long split_size,
+                                                int need_weight, int has_bias, int splits, int split_size,
                                                 T* partial, unsigned int* counters, CONV_ARGS) {
     __shared__ T a_tile[TILE_K * A_STRIDE];
     __shared__ T b_tile[TILE_K * TILE];
     __shared__ int last;
     Conv v = CONV_GEOMETRY;
-    int g = blockIdx.z / splits, s = blockIdx.z % splits;
-    long long rows = out_channels / groups, depth = n_batch * out_h * out_w;
-    long long weight_columns = need_weight ? (long long)(channels / groups) * kh * kw : 0;
-    long long columns = weight_columns + has_bias;
-    WeightOperands operands{grad, x, v, g, rows, weight_columns, depth, has_bias};
-    long long m0 = (long long)blockIdx.y * TILE, n0 = (long long)blockIdx.x * TILE;
-    long long k_begin = s * split_size, k_end = min(depth, k_begin + split_size);
+    int g = blockIdx.z / splits, s = blockIdx.z % splits, rows = out_channels / groups;
+    int depth = n_batch * out_h * out_w, weight_columns = need_weight ? (channels / groups) * kh * kw : 0;
+    int columns = weight_columns + has_bias;
+    WeightOperands operands{grad, x, v, g, rows, weight_columns, has_bias};
+    int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
+    int k_begin = s * split_size, k_end = min(depth, k_begin + split_size);
     T acc[16] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, k_begin, k_end, acc);
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     if (splits > 1) {
         for (int i = 0; i < 4; ++i)
             for (int j = 0; j < 4; ++j) {
-                long long m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+                int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
                 if (m < rows && n < columns) partial[((long long)blockIdx.z * rows + m) * columns + n] = acc[4 * i + j];
             }
         __threadfence();   // this block's share is visible to every block before the count says so
@@ -249,7 +262,7 @@ extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* gr
         __syncthreads();
         if (!last) return;
         for (int i = 0; i < 16; ++i) {
-            long long m = m0 + ty + 16 * (i / 4), n = n0 + tx + 16 * (i % 4);
+            int m = m0 + ty + 16 * (i / 4), n = n0 + tx + 16 * (i % 4);
             T total = 0;
             if (m < rows && n < columns)
                 for (int share = 0; share < splits; ++share)   // in order: the same sum whoever is last
@@ -259,11 +272,11 @@ extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* gr
         if (threadIdx.x == 0) counters[tile] = 0;   // ready for the next launch
     }
     for (int i = 0; i < 4; ++i) {
-        long long m = m0 + ty + 16 * i;
+        int m = m0 + ty + 16 * i;
         if (m >= rows) continue;
         for (int j = 0; j < 4; ++j) {
-            long long n = n0 + tx + 16 * j;
-            if (n < weight_columns) grad_weight[(g * rows + m) * weight_columns + n] = acc[4 * i + j];
+            int n = n0 + tx + 16 * j;
+            if (n < weight_columns) grad_weight[((long long)g * rows + m) * weight_columns + n] = acc[4 * i + j];
             else if (n == weight_columns && has_bias) grad_bias[g * rows + m] = acc[4 * i + j];
         }
     }
@@ -271,7 +284,7 @@ extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* gr
 """
 
 # The geometry parameters, spelled out in the source (a macro would hide them from the launch check).
-CONV_ARGS = ("long long n_batch, int channels, int height, int width, int out_channels, int out_h, int out_w, "
+CONV_ARGS = ("int n_batch, int channels, int height, int width, int out_channels, int out_h, int out_w, "
              "int kh, int kw, int sh, int sw, int top, int left, int dh, int dw, int groups")
 MODULE = CudaModule("conv", SOURCE.replace("CONV_ARGS)", CONV_ARGS + ")"))
 
@@ -287,10 +300,20 @@ def _geometry_args(x_shape, weight_shape, out_hw, stride, top_left, dilation, gr
     n, c, h, w = x_shape
     c_out, _, kh, kw = weight_shape
     ints = (c, h, w, c_out, *out_hw, kh, kw, *stride, *top_left, *dilation, groups)
-    return (np.int64(n),) + tuple(np.int32(v) for v in ints)
+    return tuple(np.int32(v) for v in (n,) + ints)
+
+
+_INT_LIMIT = 2 ** 31
 
 
 def _args(x_shape, weight_shape, out_hw, stride, padding, dilation, groups):
+    n, c, h, w = x_shape
+    sizes = {"batch*OH*OW": n * out_hw[0] * out_hw[1], "batch*H*W": n * h * w,
+             "C_out*kh*kw": weight_shape[0] * weight_shape[2] * weight_shape[3], "C*kh*kw": c * weight_shape[2] * weight_shape[3]}
+    too_large = {name: size for name, size in sizes.items() if size >= _INT_LIMIT}
+    if too_large:
+        raise RuntimeError(f"conv2d: input {list(x_shape)} with weight {list(weight_shape)} is too large for the GPU "
+                           f"kernels' 32-bit indices: {too_large} (each must be below 2**31); split the batch")
     return _geometry_args(tuple(x_shape), tuple(weight_shape), tuple(out_hw), tuple(stride),
                           (padding[0][0], padding[1][0]), tuple(dilation), int(groups))
 
@@ -384,6 +407,6 @@ def conv2d_backward_weight_cuda(grad, x, x_shape, weight_shape, stride, padding,
     MODULE.launch("conv_backward_weight", grad.dtype, grid, (TILE_THREADS,),
                   (grad, placeholder if x is None else x, placeholder if grad_weight is None else grad_weight,
                    placeholder if grad_bias is None else grad_bias, np.int32(need_weight), np.int32(need_bias),
-                   np.int32(splits), np.int64(split_size), partial, counters,
+                   np.int32(splits), np.int32(split_size), partial, counters,
                    *_args(x_shape, weight_shape, grad.shape[2:], stride, padding, dilation, groups)))
     return grad_weight, grad_bias
