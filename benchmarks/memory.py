@@ -22,8 +22,9 @@ the optimiser state exists), with the model's real optimiser and loss. What each
   profiled and the second is measured. On the CPU PyTorch runs convolutions with oneDNN, which
   keeps no im2col matrix; cuDNN on a GPU may add workspaces, so PyTorch's GPU peak can be higher.
 
-"tinynet launches": the kernel launches of tinynet's step at that batch (the price of slicing
-convolutions, see ``tinynet/functional/conv.py``). "above params + batch" subtracts the
+"tinynet launches": the kernel launches of tinynet's step at that batch (memory is often bought
+with launches: a convolution on the GPU keeps no im2col columns and still launches 3 kernels, see
+``tinynet/kernels/cuda/conv.py``). "above params + batch" subtracts the
 parameters and the batch: that is what
 ``benchmarks/models.py --memory`` measures on a GPU (CuPy's pool or
 ``torch.cuda.max_memory_allocated`` after the model and the batch were on the device), the
