@@ -261,12 +261,15 @@ extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* gr
         if (threadIdx.x == 0) last = atomicAdd(&counters[tile], 1u) == (unsigned int)(splits - 1);
         __syncthreads();
         if (!last) return;
+        // Read the other blocks' shares past this SM's L1 cache, which is not kept coherent with
+        // other SMs' writes (volatile loads go to L2, where the fence put them).
+        const volatile T* shares = partial;
         for (int i = 0; i < 16; ++i) {
             int m = m0 + ty + 16 * (i / 4), n = n0 + tx + 16 * (i % 4);
             T total = 0;
             if (m < rows && n < columns)
                 for (int share = 0; share < splits; ++share)   // in order: the same sum whoever is last
-                    total += partial[(((long long)g * splits + share) * rows + m) * columns + n];
+                    total += shares[(((long long)g * splits + share) * rows + m) * columns + n];
             acc[i] = total;
         }
         if (threadIdx.x == 0) counters[tile] = 0;   // ready for the next launch
@@ -347,7 +350,9 @@ def conv2d_backward_input_cuda(grad, weight, x_shape, stride, padding, dilation,
     return grad_x
 
 
-_counters: dict = {}   # (array module, device) -> the split tiles' counters, zero between launches
+# (array module, device) -> the split tiles' counters, zero between launches. One set per device:
+# the kernels that use them run in order on the device's stream (or inside one CUDA graph).
+_counters: dict = {}
 
 
 def _tile_counters(xp, device, count: int):
