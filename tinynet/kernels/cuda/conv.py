@@ -180,6 +180,27 @@ struct WeightOperands {
 #define CONV_GEOMETRY Conv{n_batch, channels, height, width, out_channels, out_h, out_w, kh, kw, sh, sw, top, left, \
                            dh, dw, groups}
 
+// The block's tile of a product whose rows are channels first_channel + m (m < rows) of an NCHW
+// array `out` (`channels` channels of `plane` values) and whose columns are (image, place in the
+// plane), n < columns: the layout of both the output and the input gradient. `bias`: added per
+// channel when not null.
+__device__ void store_nchw_tile(T* out, const T* bias, const T* acc, int first_channel, int m0, int n0, int rows,
+                                int channels, int plane, int columns) {
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    for (int i = 0; i < 4; ++i) {
+        int m = m0 + ty + 16 * i;
+        if (m >= rows) continue;
+        int channel = first_channel + m;
+        for (int j = 0; j < 4; ++j) {
+            int n = n0 + tx + 16 * j;
+            if (n >= columns) continue;
+            int img = n / plane;
+            out[((long long)img * channels + channel) * plane + (n - img * plane)] =
+                bias ? acc[4 * i + j] + bias[channel] : acc[4 * i + j];
+        }
+    }
+}
+
 // y (batch, C_out, OH, OW) = conv(x, weight) + bias. Grid: (column tiles, row tiles, groups).
 extern "C" __global__ void conv_forward(const T* x, const T* weight, const T* bias, int has_bias, T* y, CONV_ARGS) {
     __shared__ T a_tile[TILE_K * A_STRIDE];
@@ -190,19 +211,7 @@ extern "C" __global__ void conv_forward(const T* x, const T* weight, const T* bi
     int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
     T acc[16] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
-    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    for (int i = 0; i < 4; ++i) {
-        int m = m0 + ty + 16 * i;
-        if (m >= rows) continue;
-        int channel = g * rows + m;
-        for (int j = 0; j < 4; ++j) {
-            int n = n0 + tx + 16 * j;
-            if (n >= columns) continue;
-            int img = n / positions;
-            y[((long long)img * out_channels + channel) * positions + (n - img * positions)] =
-                has_bias ? acc[4 * i + j] + bias[channel] : acc[4 * i + j];
-        }
-    }
+    store_nchw_tile(y, has_bias ? bias : nullptr, acc, g * rows, m0, n0, rows, out_channels, positions, columns);
 }
 
 // grad_x (batch, C, H, W) from grad (batch, C_out, OH, OW). Grid: (column tiles, row tiles, groups).
@@ -215,17 +224,7 @@ extern "C" __global__ void conv_backward_input(const T* grad, const T* weight, T
     int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
     T acc[16] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
-    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    for (int i = 0; i < 4; ++i) {
-        int c = m0 + ty + 16 * i;
-        if (c >= rows) continue;
-        for (int j = 0; j < 4; ++j) {
-            int n = n0 + tx + 16 * j;
-            if (n >= columns) continue;
-            int img = n / pixels;
-            grad_x[((long long)img * channels + g * rows + c) * pixels + (n - img * pixels)] = acc[4 * i + j];
-        }
-    }
+    store_nchw_tile(grad_x, nullptr, acc, g * rows, m0, n0, rows, channels, pixels, columns);
 }
 
 // grad_weight (C_out, C/G*kh*kw) and grad_bias (C_out) from grad and x. Grid: (column tiles,
