@@ -28,7 +28,6 @@ import numbers
 from ..autograd import Function
 from ..kernels import gemm
 from ..kernels.conv import bias_to_nchw_numba, nchw_to_channels_numba
-from ..kernels.cuda.conv import conv2d_backward_input_cuda, conv2d_backward_weight_cuda, conv2d_forward_cuda
 from ..kernels.dispatch import uses_cuda, uses_numba
 from ..kernels.im2col import col2im, im2col, output_size
 from ..tensor import Tensor
@@ -57,6 +56,7 @@ class Conv2d(Function):
         out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
         ctx.direct = uses_cuda(x) and (bias is None or bias.flags.c_contiguous)
         if ctx.direct:  # one implicit-GEMM kernel: no cols (see the module docstring)
+            from ..kernels.cuda.conv import conv2d_forward_cuda
             x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
             out = conv2d_forward_cuda(x, weight, bias, (out_h, out_w), stride, padding, dilation, groups)
             saved = x
@@ -84,7 +84,8 @@ class Conv2d(Function):
         stride, padding, dilation = ctx.geometry
         groups, c_out = ctx.groups, grad.shape[1]
         grad_x = grad_weight = grad_bias = None
-        if ctx.direct:
+        if ctx.direct:  # two implicit-GEMM kernels
+            from ..kernels.cuda.conv import conv2d_backward_input_cuda, conv2d_backward_weight_cuda
             grad = xp.ascontiguousarray(grad)
             if need_x:
                 grad_x = conv2d_backward_input_cuda(grad, weight, ctx.x_shape, stride, padding, dilation, groups)

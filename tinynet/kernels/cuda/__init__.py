@@ -16,8 +16,8 @@ the chains that matter into one or two launches each:
   ``loss``     cross-entropy and NLL: one thread per row forward, one per logit backward; their
                sum or mean in one block.
   ``activation`` sigmoid, tanh, ReLU, PReLU and log-softmax, one kernel each way.
-  ``conv``     the convolution's bias add and NCHW copy (forward), channel-major copy and bias
-               sum (backward), one kernel each.
+  ``conv``     the convolution as implicit GEMMs (the products read im2col's entries from x, no
+               columns made): forward with its bias, dx, and dW with db, one kernel each.
   ``optim``    multi-tensor SGD, Adam/AdamW, Adadelta, RMSprop, Adagrad and clip_grad_norm_:
                every parameter of a group in one launch, through a cached device table of their
                addresses.
@@ -28,7 +28,8 @@ How to read a kernel. A kernel body is the work of ONE thread. ``GRID_STRIDE_LOO
 grid, ...`` below ``n``, so one launch of any size covers any number of elements. The rule
 followed everywhere: every output element is written by exactly one thread, which *gathers*
 what it needs (no two threads add into one place, so no atomics, and results do not depend on
-thread timing). Every scalar argument is a NumPy scalar of the C parameter's exact width.
+thread timing). One exception, for a count and not for numbers: the blocks that share dW's
+split sum each add 1 to a counter, so that the last knows to add up the shares, in a fixed order. Every scalar argument is a NumPy scalar of the C parameter's exact width.
 
 Nothing here is imported on the CPU path: ``tinynet.kernels.dispatch.uses_cuda`` decides, and
 the callers import these modules inside their GPU branch. Every launcher is asynchronous on a
