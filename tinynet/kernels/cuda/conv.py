@@ -14,12 +14,14 @@ input; 15 MB for LeNet at batch 256) and no channel-major copies, and launches 3
 where im2col + cuBLAS took 7: im2col, the GEMM and the bias/layout pass forward; the layout pass
 with db, two GEMMs and col2im backward. A small model's GPU step is paid per launch.
 
-The product, shared by the three kernels (``accumulate_tile``): a block of 256 threads computes
+The product, shared by the three kernels (``accumulate_tile``): a block of 64 threads computes
 a 64 x 64 tile of the result. For each slice of 16 along the sum it copies the 64 x 16 piece of
 the left operand and the 16 x 64 piece of the right one into shared memory (each thread fetching
-4 of each, neighbouring threads neighbouring addresses), waits (``__syncthreads``), and each
-thread adds the products for its own 4 x 4 outputs (rows ``ty + 16 i``, columns ``tx + 16 j``).
-Every fetched value is used 64 times from shared memory instead of once from global memory.
+16 of each, neighbouring threads neighbouring addresses), waits (``__syncthreads``), and each
+thread adds the products for its own 8 x 8 outputs (rows ``ty + 8 i``, columns ``tx + 8 j``),
+held in registers. Every fetched value is used 64 times from shared memory instead of once
+from global memory, and each value read from shared memory serves 8 multiply-adds (the 2-d
+register tiling of fast hand-written SGEMMs; cuBLAS and cuDNN go further).
 
 * ``conv_forward`` writes ``y`` in NCHW order directly, the bias added to each output.
 * ``conv_backward_input`` is the same product with the roles turned round: row ``c`` of W.T
@@ -53,17 +55,24 @@ __all__ = ["conv2d_forward_cuda", "conv2d_backward_input_cuda", "conv2d_backward
 
 TILE = 64            # rows and columns of a block's tile of the product
 TILE_K = 16          # the slice of the sum held in shared memory at a time
-TILE_THREADS = 256   # 16 x 16 threads, 4 x 4 outputs each
+PER_THREAD = 8       # a thread's outputs: PER_THREAD x PER_THREAD of the tile
+TILE_THREADS = (TILE // PER_THREAD) ** 2   # 8 x 8 = 64 threads
 TARGET_BLOCKS = 256  # split dW's sum until about this many blocks run (a GPU has ~100 SMs)
 MIN_SPLIT = 8 * TILE_K  # but give each block at least this much of the sum
 
 SOURCE = rf"""
 #define TILE {TILE}
 #define TILE_K {TILE_K}
+#define PER_THREAD {PER_THREAD}
 #define TILE_THREADS {TILE_THREADS}
+#define SPAN (TILE / PER_THREAD)                  // a thread's outputs are SPAN apart in each direction
+#define A_ROW_STEP (TILE_THREADS / TILE_K)        // A's fetch: the rows a thread fetches are this far apart
+#define B_ROW_STEP (TILE_THREADS / TILE)          // B's fetch: likewise
 #define A_STRIDE (TILE + 1)   // the left operand's tile is stored k-major; +1 spreads its writes over the banks
 """ + r"""
-static_assert(TILE == 64 && TILE_K == 16 && TILE_THREADS == 256, "accumulate_tile's fetch pattern assumes these");
+static_assert(TILE % PER_THREAD == 0 && TILE_THREADS == SPAN * SPAN && TILE_THREADS % TILE_K == 0 &&
+              TILE_THREADS % TILE == 0 && TILE % A_ROW_STEP == 0 && TILE_K % B_ROW_STEP == 0,
+              "accumulate_tile's fetch pattern: every thread fetches whole rows of the tiles");
 
 // The geometry of one convolution, as the kernels receive it.
 struct Conv {
@@ -88,7 +97,7 @@ __device__ __forceinline__ T window_pixel(const T* x, const Conv& v, int g, int 
     return x[(((long long)at.img * v.channels + channel) * v.height + h) * v.width + w];
 }
 
-// acc[4 i + j] += sum over k in [k_begin, k_end) of A(m0 + ty + 16 i, k) * B(k, n0 + tx + 16 j), A
+// acc[PER_THREAD i + j] += sum over k in [k_begin, k_end) of A(m0 + ty + SPAN i, k) * B(k, n0 + tx + SPAN j), A
 // and B fetched by `operands.a(m, k)` and `operands.b(k, column)` (each 0 outside its matrix),
 // one TILE_K slice of the sum at a time through the shared tiles a_tile (TILE_K x A_STRIDE) and
 // b_tile (TILE_K x TILE). Each thread fetches the same column of B throughout, so what that
@@ -96,22 +105,29 @@ __device__ __forceinline__ T window_pixel(const T* x, const Conv& v, int g, int 
 template <class Operands>
 __device__ void accumulate_tile(const Operands& operands, T* a_tile, T* b_tile, int m0, int n0, int k_begin,
                                 int k_end, T* acc) {
-    int t = threadIdx.x, tx = t % 16, ty = t / 16;
-    int a_k = t % TILE_K, a_m = t / TILE_K;   // fetches A at rows m0 + a_m + 16 r, column k0 + a_k
-    int b_k = t / TILE, b_n = t % TILE;       // fetches B at rows k0 + b_k + 4 r, column n0 + b_n
+    int t = threadIdx.x, tx = t % SPAN, ty = t / SPAN;
+    int a_k = t % TILE_K, a_m = t / TILE_K;   // fetches A at rows m0 + a_m + A_ROW_STEP r, column k0 + a_k
+    int b_k = t / TILE, b_n = t % TILE;       // fetches B at rows k0 + b_k + B_ROW_STEP r, column n0 + b_n
     typename Operands::Column column = operands.column(n0 + b_n);
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
-        for (int r = 0; r < 4; ++r)   // neighbouring threads: neighbouring k (W's rows are k-contiguous)
-            a_tile[a_k * A_STRIDE + a_m + 16 * r] = k0 + a_k < k_end ? operands.a(m0 + a_m + 16 * r, k0 + a_k) : (T)0;
-        for (int r = 0; r < 4; ++r)   // neighbouring threads: neighbouring n (positions, pixels)
-            b_tile[(b_k + 4 * r) * TILE + b_n] = k0 + b_k + 4 * r < k_end ? operands.b(k0 + b_k + 4 * r, column) : (T)0;
+        for (int m = a_m; m < TILE; m += A_ROW_STEP)   // neighbouring threads: neighbouring k (W's rows)
+            a_tile[a_k * A_STRIDE + m] = k0 + a_k < k_end ? operands.a(m0 + m, k0 + a_k) : (T)0;
+        for (int k = b_k; k < TILE_K; k += B_ROW_STEP)   // neighbouring threads: neighbouring n
+            b_tile[k * TILE + b_n] = k0 + k < k_end ? operands.b(k0 + k, column) : (T)0;
         __syncthreads();
+        // Unrolled, so that acc, a and b live in registers (a loop the compiler keeps would
+        // put acc in local memory, which it can only index by address).
+#pragma unroll
         for (int k = 0; k < TILE_K; ++k) {
-            T a[4], b[4];
-            for (int i = 0; i < 4; ++i) a[i] = a_tile[k * A_STRIDE + ty + 16 * i];
-            for (int j = 0; j < 4; ++j) b[j] = b_tile[k * TILE + tx + 16 * j];
-            for (int i = 0; i < 4; ++i)
-                for (int j = 0; j < 4; ++j) acc[4 * i + j] += a[i] * b[j];
+            T a[PER_THREAD], b[PER_THREAD];
+#pragma unroll
+            for (int i = 0; i < PER_THREAD; ++i) a[i] = a_tile[k * A_STRIDE + ty + SPAN * i];
+#pragma unroll
+            for (int j = 0; j < PER_THREAD; ++j) b[j] = b_tile[k * TILE + tx + SPAN * j];
+#pragma unroll
+            for (int i = 0; i < PER_THREAD; ++i)
+#pragma unroll
+                for (int j = 0; j < PER_THREAD; ++j) acc[PER_THREAD * i + j] += a[i] * b[j];
         }
         __syncthreads();   // before the next slice overwrites the tiles
     }
@@ -186,17 +202,17 @@ struct WeightOperands {
 // channel when not null.
 __device__ void store_nchw_tile(T* out, const T* bias, const T* acc, int first_channel, int m0, int n0, int rows,
                                 int channels, int plane, int columns) {
-    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    for (int i = 0; i < 4; ++i) {
-        int m = m0 + ty + 16 * i;
+    int tx = threadIdx.x % SPAN, ty = threadIdx.x / SPAN;
+    for (int i = 0; i < PER_THREAD; ++i) {
+        int m = m0 + ty + SPAN * i;
         if (m >= rows) continue;
         int channel = first_channel + m;
-        for (int j = 0; j < 4; ++j) {
-            int n = n0 + tx + 16 * j;
+        for (int j = 0; j < PER_THREAD; ++j) {
+            int n = n0 + tx + SPAN * j;
             if (n >= columns) continue;
             int img = n / plane;
-            out[((long long)img * channels + channel) * plane + (n - img * plane)] =
-                bias ? acc[4 * i + j] + bias[channel] : acc[4 * i + j];
+            T value = acc[PER_THREAD * i + j];
+            out[((long long)img * channels + channel) * plane + (n - img * plane)] = bias ? value + bias[channel] : value;
         }
     }
 }
@@ -209,7 +225,7 @@ extern "C" __global__ void conv_forward(const T* x, const T* weight, const T* bi
     int g = blockIdx.z, rows = out_channels / groups, positions = out_h * out_w, columns = n_batch * positions;
     ForwardOperands operands{x, weight, v, g, rows, (channels / groups) * kh * kw};
     int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
-    T acc[16] = {};
+    T acc[PER_THREAD * PER_THREAD] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
     store_nchw_tile(y, has_bias ? bias : nullptr, acc, g * rows, m0, n0, rows, out_channels, positions, columns);
 }
@@ -222,7 +238,7 @@ extern "C" __global__ void conv_backward_input(const T* grad, const T* weight, T
     int g = blockIdx.z, rows = channels / groups, pixels = height * width, columns = n_batch * pixels;
     InputOperands operands{grad, weight, v, g, rows, (out_channels / groups) * kh * kw};
     int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
-    T acc[16] = {};
+    T acc[PER_THREAD * PER_THREAD] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, 0, operands.depth, acc);
     store_nchw_tile(grad_x, nullptr, acc, g * rows, m0, n0, rows, channels, pixels, columns);
 }
@@ -245,14 +261,15 @@ extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* gr
     WeightOperands operands{grad, x, v, g, rows, weight_columns, has_bias};
     int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
     int k_begin = s * split_size, k_end = min(depth, k_begin + split_size);
-    T acc[16] = {};
+    T acc[PER_THREAD * PER_THREAD] = {};
     accumulate_tile(operands, a_tile, b_tile, m0, n0, k_begin, k_end, acc);
-    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int tx = threadIdx.x % SPAN, ty = threadIdx.x / SPAN;
     if (splits > 1) {
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-                int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
-                if (m < rows && n < columns) partial[((long long)blockIdx.z * rows + m) * columns + n] = acc[4 * i + j];
+        for (int i = 0; i < PER_THREAD; ++i)
+            for (int j = 0; j < PER_THREAD; ++j) {
+                int m = m0 + ty + SPAN * i, n = n0 + tx + SPAN * j;
+                if (m < rows && n < columns)
+                    partial[((long long)blockIdx.z * rows + m) * columns + n] = acc[PER_THREAD * i + j];
             }
         __threadfence();   // this block's share is visible to every block before the count says so
         __syncthreads();
@@ -263,23 +280,24 @@ extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* gr
         // Read the other blocks' shares past this SM's L1 cache, which is not kept coherent with
         // other SMs' writes (volatile loads go to L2, where the fence put them).
         const volatile T* shares = partial;
-        for (int i = 0; i < 16; ++i) {
-            int m = m0 + ty + 16 * (i / 4), n = n0 + tx + 16 * (i % 4);
-            T total = 0;
-            if (m < rows && n < columns)
-                for (int share = 0; share < splits; ++share)   // in order: the same sum whoever is last
-                    total += shares[(((long long)g * splits + share) * rows + m) * columns + n];
-            acc[i] = total;
-        }
+        for (int i = 0; i < PER_THREAD; ++i)
+            for (int j = 0; j < PER_THREAD; ++j) {
+                int m = m0 + ty + SPAN * i, n = n0 + tx + SPAN * j;
+                T total = 0;
+                if (m < rows && n < columns)
+                    for (int share = 0; share < splits; ++share)   // in order: the same sum whoever is last
+                        total += shares[(((long long)g * splits + share) * rows + m) * columns + n];
+                acc[PER_THREAD * i + j] = total;
+            }
         if (threadIdx.x == 0) counters[tile] = 0;   // ready for the next launch
     }
-    for (int i = 0; i < 4; ++i) {
-        int m = m0 + ty + 16 * i;
+    for (int i = 0; i < PER_THREAD; ++i) {
+        int m = m0 + ty + SPAN * i;
         if (m >= rows) continue;
-        for (int j = 0; j < 4; ++j) {
-            int n = n0 + tx + 16 * j;
-            if (n < weight_columns) grad_weight[((long long)g * rows + m) * weight_columns + n] = acc[4 * i + j];
-            else if (n == weight_columns && has_bias) grad_bias[g * rows + m] = acc[4 * i + j];
+        for (int j = 0; j < PER_THREAD; ++j) {
+            int n = n0 + tx + SPAN * j;
+            if (n < weight_columns) grad_weight[((long long)g * rows + m) * weight_columns + n] = acc[PER_THREAD * i + j];
+            else if (n == weight_columns && has_bias) grad_bias[g * rows + m] = acc[PER_THREAD * i + j];
         }
     }
 }
