@@ -2,10 +2,11 @@
 with its numba kernels, and PyTorch, on the layer shapes of LeNet and of a small VGG-like
 model (batch 64).
 
-    python benchmarks/conv_cpu.py [--batch 64] [--repeats 9] [--dtype float32] [--threads N]
+    python benchmarks/conv_cpu.py [--batch 64] [--repeats 9] [--dtype float32] [--threads N] [--no-input-grad]
 
 Every step computes the output and the gradients of input, weight and bias, in both
-frameworks. Each time is the median of ``--repeats`` steps after two warm-up steps (the first
+frameworks; with ``--no-input-grad`` only those of weight and bias, as for a model's first
+layer, whose input (the images) needs no gradient. Each time is the median of ``--repeats`` steps after two warm-up steps (the first
 also compiles the numba kernels). Each implementation runs in its own Python process, so
 PyTorch's thread pool and numba's never share a process. ``--threads N`` limits every thread
 pool (OpenBLAS, numba, PyTorch) to N threads; the default leaves each library's own default.
@@ -57,11 +58,11 @@ def layer_arrays(layer, batch, dtype):
     return [rng.standard_normal(shape).astype(dtype) for shape in shapes], padding
 
 
-def tinynet_step(arrays, padding):
+def tinynet_step(arrays, padding, input_grad=True):
     import tinynet
     from tinynet.functional.conv import conv2d
     x, w, b, g = (tinynet.tensor(a) for a in arrays)
-    for t in (x, w, b):
+    for t in (x, w, b) if input_grad else (w, b):
         t.requires_grad_()
 
     def step():
@@ -70,10 +71,10 @@ def tinynet_step(arrays, padding):
     return step
 
 
-def torch_step(arrays, padding):
+def torch_step(arrays, padding, input_grad=True):
     import torch
     x, w, b, g = (torch.from_numpy(a) for a in arrays)
-    for t in (x, w, b):
+    for t in (x, w, b) if input_grad else (w, b):
         t.requires_grad_()
 
     def step():
@@ -106,7 +107,7 @@ def run_worker(implementation: str, args) -> dict:
     with kernels:
         for name, layer in LAYERS.items():
             arrays, padding = layer_arrays(layer, args.batch, args.dtype)
-            times[name] = median_seconds(make_step(arrays, padding), args.repeats)
+            times[name] = median_seconds(make_step(arrays, padding, args.input_grad), args.repeats)
     return times
 
 
@@ -117,7 +118,8 @@ def spawn(implementation: str, args) -> dict:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(args.threads)
     command = [sys.executable, os.path.abspath(__file__), "--worker", implementation, "--batch", str(args.batch),
-               "--repeats", str(args.repeats), "--dtype", args.dtype, "--threads", str(args.threads or 0)]
+               "--repeats", str(args.repeats), "--dtype", args.dtype, "--threads", str(args.threads or 0)] \
+        + ([] if args.input_grad else ["--no-input-grad"])
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr else "failed"}
@@ -138,6 +140,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=0, help="threads per library (0: library defaults)")
+    parser.add_argument("--no-input-grad", dest="input_grad", action="store_false",
+                        help="gradients of weight and bias only (a first layer)")
     parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -145,7 +149,7 @@ def main() -> None:
         return
 
     results = {impl: spawn(impl, args) for impl in IMPLEMENTATIONS}
-    print(f"conv2d forward + backward (grads of input, weight, bias), batch {args.batch}, {args.dtype}, "
+    print(f"conv2d forward + backward (grads of {'input, ' if args.input_grad else ''}weight, bias), batch {args.batch}, {args.dtype}, "
           f"median of {args.repeats} after 2 warm-ups, "
           + (f"{args.threads} thread(s) per library" if args.threads else "default threads"))
     for impl, times in results.items():

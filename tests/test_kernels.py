@@ -469,6 +469,64 @@ def test_conv_layout_loops_equal_the_array_code(dtype, parallel, shape, seed, ha
         assert grad_bias is None
 
 
+# ------------------------------------------------------- shallow convolutions, image by image
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True])
+@given(config=window_configs(), c_out=st.integers(1, 5), batch=st.integers(1, 9), seed=seeds,
+       has_bias=st.booleans())
+def test_shallow_conv_loops_equal_im2col_and_a_product(dtype, parallel, config, c_out, batch, seed, has_bias):
+    """kernels/shallow_conv.py against the definition (im2col reference, one product): the
+    forward with its bias, dW and db, serial and on numba's threads (batches of up to 9 images:
+    several tasks of IMAGES_PER_TASK, one partly filled), to rounding."""
+    from tinynet.kernels import shallow_conv, threads
+    shape, kernel, stride, padding, dilation = config
+    shape = (batch,) + shape[1:]
+    x = random(shape, seed, dtype)
+    weight = random((c_out, shape[1]) + kernel, seed + 1, dtype)
+    bias = random((c_out,), seed + 2, dtype) if has_bias else None
+    cols = k_im2col.im2col_reference(x, kernel, stride, padding, dilation)
+    out_hw = tuple(k_im2col.output_size(n, k, s, *p, d) for n, k, s, p, d in zip(shape[2:], kernel, stride, padding,
+                                                                                  dilation))
+    expected = (weight.reshape(c_out, -1) @ cols).reshape((c_out, batch) + out_hw).transpose(1, 0, 2, 3)
+    if has_bias:
+        expected = expected + bias.reshape(1, -1, 1, 1)
+    grad = random(expected.shape, seed + 3, dtype)
+    with threads.grain(0 if parallel else 1 << 60):
+        y = shallow_conv.shallow_conv_forward_numba(x, weight, bias, out_hw, stride, padding, dilation)
+        grad_weight, grad_bias = shallow_conv.shallow_conv_weight_grad_numba(grad, x, kernel, stride, padding, dilation)
+        no_weight, only_bias = shallow_conv.shallow_conv_weight_grad_numba(grad, x, kernel, stride, padding, dilation,
+                                                                           need_weight=False)
+    close = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else CLOSE[dtype]
+    assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
+    np.testing.assert_allclose(y, expected, **close)
+    grad_cm = grad.transpose(1, 0, 2, 3).reshape(c_out, -1)
+    np.testing.assert_allclose(grad_weight, grad_cm @ cols.T, **close)
+    np.testing.assert_allclose(grad_bias, grad.astype(np.float64).sum(axis=(0, 2, 3)), **CLOSE[dtype])
+    assert grad_weight.dtype == grad_bias.dtype == dtype and no_weight is None
+    np.testing.assert_array_equal(only_bias, grad_bias)
+
+
+def test_shallow_layers_take_the_image_by_image_path(monkeypatch):
+    """Conv2d on float CPU arrays: a window of at most SHALLOW_DEPTH values without groups goes
+    image by image and saves x (no cols); deeper windows and groups keep im2col + GEMM."""
+    import tinynet
+    from tinynet.kernels import shallow_conv
+    calls = []
+    real = shallow_conv.shallow_conv_forward_numba
+    monkeypatch.setattr(shallow_conv, "shallow_conv_forward_numba", lambda *a: calls.append(1) or real(*a))
+    x = tinynet.tensor(np.ones((2, 1, 8, 8), np.float32))
+    for layer, expected in [(tinynet.nn.Conv2d(1, 4, 5), 1), (tinynet.nn.Conv2d(1, 4, 3, padding=1), 1),
+                            (tinynet.nn.Conv2d(1, 4, 7), 0)]:       # 49 values per window
+        before = len(calls)
+        y = layer(x)
+        assert len(calls) - before == expected, layer
+        assert (y.grad_fn.saved_tensors[0].shape == x.shape) == bool(expected)
+    grouped = tinynet.nn.Conv2d(2, 4, 3, groups=2)
+    before = len(calls)
+    grouped(tinynet.tensor(np.ones((2, 2, 8, 8), np.float32)))
+    assert len(calls) == before
+
+
 # --------------------------------------------------------------- products with a tiny side
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("parallel", [False, True])

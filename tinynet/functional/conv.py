@@ -26,7 +26,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function
-from ..kernels import gemm
+from ..kernels import gemm, shallow_conv
 from ..kernels.conv import bias_to_nchw_numba, nchw_to_channels_numba
 from ..kernels.dispatch import uses_cuda, uses_numba
 from ..kernels.im2col import col2im, im2col, output_size
@@ -41,8 +41,9 @@ class Conv2d(Function):
     Backward (per group, with cols = im2col(x) and dY (C_out, N*OH*OW)):
     dW = dY @ cols.T;  dx = col2im(W.T @ dY);  db = sum of dY over batch and positions.
 
-    Memory: on the CPU forward saves cols for dW; on a GPU it saves x (the kernels read cols
-    from it). Either is kept only when W needs a gradient.
+    Memory: on the CPU forward saves cols for dW; on a GPU, and for a shallow layer on the CPU
+    (``kernels/shallow_conv.py``), it saves x and unfolds it again. Either is kept only when W
+    needs a gradient.
     """
 
     @staticmethod
@@ -55,19 +56,23 @@ class Conv2d(Function):
         out_h = output_size(x.shape[2], kh, stride[0], *padding[0], dilation[0])
         out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
         ctx.direct = uses_cuda(x) and (bias is None or bias.flags.c_contiguous)
+        ctx.per_image = uses_numba(x) and shallow_conv.fits(x, weight, bias, groups)
         if ctx.direct:  # one implicit-GEMM kernel: no cols (see the module docstring)
             from ..kernels.cuda.conv import conv2d_forward_cuda
             x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
             out = conv2d_forward_cuda(x, weight, bias, (out_h, out_w), stride, padding, dilation, groups)
             saved = x
+        elif ctx.per_image:  # a shallow first layer on the CPU: image by image, no batch cols
+            out = shallow_conv.shallow_conv_forward_numba(x, weight, bias, (out_h, out_w), stride, padding, dilation)
+            saved = x
         else:
             geometry = ((kh, kw), stride, padding, dilation)
             cols = im2col(x, *geometry)                                  # (C*kh*kw, N*OH*OW)
             saved = cols.reshape(groups, -1, cols.shape[1])              # (G, C/G*kh*kw, N*OH*OW)
-            weight = weight.reshape(groups, c_out // groups, -1)         # (G, C_out/G, C/G*kh*kw)
-            y = gemm.matmul(xp, weight, saved).reshape(c_out, x.shape[0], out_h, out_w)
+            weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
+            y = gemm.matmul(xp, weight_by_group, saved).reshape(c_out, x.shape[0], out_h, out_w)
             out = _to_nchw(xp, y, bias)
-        # x (GPU) or cols (CPU) is only needed for dW: keep nothing for it when W needs no grad.
+        # x or cols is only needed for dW: keep nothing for it when W needs no grad.
         ctx.save_for_backward(saved if ctx.needs_input_grad[1] else None, weight)
         ctx.geometry, ctx.groups, ctx.unbatched = (stride, padding, dilation), groups, unbatched
         ctx.x_shape, ctx.kernel_size = x.shape, (kh, kw)
@@ -94,18 +99,28 @@ class Conv2d(Function):
                     grad, saved, ctx.x_shape, weight.shape, stride, padding, dilation, groups,
                     need_weight, need_bias, out_weight, out_bias)
         else:
-            # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
-            grad_by_group, grad_bias = _to_channels(xp, grad, need_bias, out_bias)
-            grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
+            weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
             geometry = (ctx.kernel_size, stride, padding, dilation)
+            if ctx.per_image:  # dW and db image by image, unfolding the saved x again
+                if need_weight or need_bias:
+                    grad_weight, grad_bias = shallow_conv.shallow_conv_weight_grad_numba(grad, saved, *geometry,
+                                                                                          need_weight=need_weight)
+                    grad_weight = None if grad_weight is None else grad_weight.reshape(weight.shape)
+                    grad_bias = grad_bias if need_bias else None
+                grad_by_group = _to_channels(xp, grad, False)[0] if need_x else None
+            else:
+                grad_by_group, grad_bias = _to_channels(xp, grad, need_bias, out_bias)
+            # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
+            if grad_by_group is not None:
+                grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
             if need_x:
-                grad_cols = gemm.matmul(xp, weight.transpose(0, 2, 1), grad_by_group)
+                grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
                 grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *geometry)
-            if need_weight:
+            if need_weight and not ctx.per_image:
                 # out=: straight into the weight's reserved .grad storage when the engine offers it
-                by_group = None if out_weight is None else out_weight.reshape(weight.shape)
+                by_group = None if out_weight is None else out_weight.reshape(weight_by_group.shape)
                 grad_weight = gemm.matmul(xp, grad_by_group, saved.transpose(0, 2, 1), out=by_group)
-                grad_weight = grad_weight.reshape(c_out, -1, *ctx.kernel_size) if out_weight is None else out_weight
+                grad_weight = grad_weight.reshape(weight.shape) if out_weight is None else out_weight
         if grad_x is not None and ctx.unbatched:
             grad_x = grad_x[0]
         return grad_x, grad_weight, grad_bias
