@@ -313,27 +313,27 @@ def _tiles(count: int) -> int:
     return max(1, -(-int(count) // TILE))
 
 
-@functools.lru_cache(maxsize=256)
-def _geometry_args(x_shape, weight_shape, out_hw, stride, top_left, dilation, groups):
-    """The kernels' trailing geometry parameters (``CONV_ARGS``), as the C widths. Cached: a
-    model has a few layer shapes, and making 16 NumPy scalars costs more host time than a launch."""
-    n, c, h, w = x_shape
-    c_out, _, kh, kw = weight_shape
-    ints = (c, h, w, c_out, *out_hw, kh, kw, *stride, *top_left, *dilation, groups)
-    return tuple(np.int32(v) for v in (n,) + ints)
-
-
 _INT_LIMIT = 2 ** 31
 
 
-def _args(x_shape, weight_shape, out_hw, stride, padding, dilation, groups):
+@functools.lru_cache(maxsize=256)
+def _geometry_args(x_shape, weight_shape, out_hw, stride, top_left, dilation, groups):
+    """The kernels' trailing geometry parameters (``CONV_ARGS``), as the C widths, once each
+    product dimension is known to fit the kernels' 32-bit indices. Cached: a model has a few
+    layer shapes, and making 16 NumPy scalars costs more host time than a launch."""
     n, c, h, w = x_shape
-    sizes = {"batch*OH*OW": n * out_hw[0] * out_hw[1], "batch*H*W": n * h * w,
-             "C_out*kh*kw": weight_shape[0] * weight_shape[2] * weight_shape[3], "C*kh*kw": c * weight_shape[2] * weight_shape[3]}
+    c_out, _, kh, kw = weight_shape
+    sizes = {"batch*OH*OW": n * out_hw[0] * out_hw[1], "batch*H*W": n * h * w, "C_out*kh*kw": c_out * kh * kw,
+             "C*kh*kw": c * kh * kw}
     too_large = {name: size for name, size in sizes.items() if size >= _INT_LIMIT}
     if too_large:
         raise RuntimeError(f"conv2d: input {list(x_shape)} with weight {list(weight_shape)} is too large for the GPU "
                            f"kernels' 32-bit indices: {too_large} (each must be below 2**31); split the batch")
+    ints = (n, c, h, w, c_out, *out_hw, kh, kw, *stride, *top_left, *dilation, groups)
+    return tuple(np.int32(v) for v in ints)
+
+
+def _args(x_shape, weight_shape, out_hw, stride, padding, dilation, groups):
     return _geometry_args(tuple(x_shape), tuple(weight_shape), tuple(out_hw), tuple(stride),
                           (padding[0][0], padding[1][0]), tuple(dilation), int(groups))
 
