@@ -280,15 +280,19 @@ extern "C" __global__ void conv_backward_weight(const T* grad, const T* x, T* gr
         // Read the other blocks' shares past this SM's L1 cache, which is not kept coherent with
         // other SMs' writes (volatile loads go to L2, where the fence put them).
         const volatile T* shares = partial;
-        for (int i = 0; i < PER_THREAD; ++i)
-            for (int j = 0; j < PER_THREAD; ++j) {
-                int m = m0 + ty + SPAN * i, n = n0 + tx + SPAN * j;
-                T total = 0;
-                if (m < rows && n < columns)
-                    for (int share = 0; share < splits; ++share)   // in order: the same sum whoever is last
-                        total += shares[(((long long)g * splits + share) * rows + m) * columns + n];
-                acc[PER_THREAD * i + j] = total;
-            }
+        for (int i = 0; i < PER_THREAD * PER_THREAD; ++i) acc[i] = 0;
+        // Shares in order 0, 1, 2, ...: the same sum whoever is last. The share loop is the outer
+        // one, so that a thread's loads for its outputs are independent and in flight together.
+        for (int share = 0; share < splits; ++share) {
+            const volatile T* part = shares + ((long long)g * splits + share) * rows * columns;
+#pragma unroll
+            for (int i = 0; i < PER_THREAD; ++i)
+#pragma unroll
+                for (int j = 0; j < PER_THREAD; ++j) {
+                    int m = m0 + ty + SPAN * i, n = n0 + tx + SPAN * j;
+                    if (m < rows && n < columns) acc[PER_THREAD * i + j] += part[(long long)m * columns + n];
+                }
+        }
         if (threadIdx.x == 0) counters[tile] = 0;   // ready for the next launch
     }
     for (int i = 0; i < PER_THREAD; ++i) {
