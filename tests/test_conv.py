@@ -111,10 +111,13 @@ def test_no_gradient_is_computed_for_inputs_that_do_not_need_it():
 
 
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True)])
-def test_gradients_of_one_input_at_a_time_match_torch(device, needs):
-    """Backward computes only what is needed (and keeps im2col's columns only for dW)."""
-    kwargs = dict(stride=(1, 2), padding=1, groups=2)
-    arrays = conv_inputs(((2, 4, 5, 5), (4, 2, 3, 3), True, kwargs), 0, np.float64)
+@pytest.mark.parametrize("shape", [((2, 4, 5, 5), (4, 2, 3, 3), 2), ((2, 1, 5, 5), (4, 1, 3, 3), 1)],
+                         ids=["grouped", "shallow"])   # shallow: image by image on the CPU
+def test_gradients_of_one_input_at_a_time_match_torch(device, needs, shape):
+    """Backward computes only what is needed (and keeps x or im2col's columns only for dW)."""
+    x_shape, w_shape, groups = shape
+    kwargs = dict(stride=(1, 2), padding=1, groups=groups)
+    arrays = conv_inputs((x_shape, w_shape, True, kwargs), 0, np.float64)
     compare_with_torch(conv_call(tinynet, kwargs), conv_call(torch, kwargs), arrays, device=device,
                        requires_grad=list(needs))
 

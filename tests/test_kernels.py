@@ -494,8 +494,8 @@ def test_shallow_conv_loops_equal_im2col_and_a_product(dtype, parallel, config, 
     with threads.grain(0 if parallel else 1 << 60):
         y = shallow_conv.shallow_conv_forward_numba(x, weight, bias, out_hw, stride, padding, dilation)
         grad_weight, grad_bias = shallow_conv.shallow_conv_weight_grad_numba(grad, x, kernel, stride, padding, dilation)
-        no_weight, only_bias = shallow_conv.shallow_conv_weight_grad_numba(grad, x, kernel, stride, padding, dilation,
-                                                                           need_weight=False)
+        no_weight, only_bias = shallow_conv.shallow_conv_weight_grad_numba(grad, None, kernel, stride, padding,
+                                                                           dilation, need_weight=False)
     close = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else CLOSE[dtype]
     assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
     np.testing.assert_allclose(y, expected, **close)
@@ -521,6 +521,11 @@ def test_shallow_layers_take_the_image_by_image_path(monkeypatch):
         y = layer(x)
         assert len(calls) - before == expected, layer
         assert (y.grad_fn.saved_tensors[0].shape == x.shape) == bool(expected)
+    # A frozen weight: x is not saved, and the bias gradient needs none: 2 images of 6x6 ones each.
+    layer = tinynet.nn.Conv2d(1, 4, 3)
+    layer.weight.requires_grad_(False)
+    layer(x).sum().backward()
+    assert layer.weight.grad is None and np.allclose(layer.bias.grad.numpy(), 72.0)
     grouped = tinynet.nn.Conv2d(2, 4, 3, groups=2)
     before = len(calls)
     grouped(tinynet.tensor(np.ones((2, 2, 8, 8), np.float32)))

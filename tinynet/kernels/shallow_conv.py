@@ -192,11 +192,15 @@ def shallow_conv_forward_numba(x, weight, bias, out_hw, stride, padding, dilatio
 
 def shallow_conv_weight_grad_numba(grad, x, kernel_size, stride, padding, dilation, need_weight=True):
     """(dW as (C_out, C*kh*kw) or None, db) of a convolution from its output gradient ``grad``
-    (N, C_out, OH, OW) and input ``x``, each image unfolded again on its own; db summed in
-    float64 (as ``nchw_to_channels_numba``), then rounded to grad's dtype."""
+    (N, C_out, OH, OW) and input ``x`` (None will do when ``need_weight`` is False), each image
+    unfolded again on its own; db summed in float64 (as ``nchw_to_channels_numba``), then
+    rounded to grad's dtype."""
     n, c_out, out_h, out_w = grad.shape
-    grad_weight, grad_bias = _weight_grad(grad.size * (x.shape[1] * kernel_size[0] * kernel_size[1] if need_weight else 1),
-                                          np.ascontiguousarray(grad).reshape(n, c_out, out_h * out_w),
-                                          np.ascontiguousarray(x), need_weight,
+    grad = np.ascontiguousarray(grad).reshape(n, c_out, out_h * out_w)
+    if need_weight:
+        x, work = np.ascontiguousarray(x), grad.size * x.shape[1] * kernel_size[0] * kernel_size[1]
+    else:  # only db: x is not read (an empty stand-in of its dtype and rank)
+        x, work = np.empty((n, 0, 0, 0), dtype=grad.dtype), grad.size
+    grad_weight, grad_bias = _weight_grad(work, grad, x, need_weight,
                                           *_window(kernel_size, stride, padding, dilation, (out_h, out_w)))
     return (grad_weight if need_weight else None), grad_bias
