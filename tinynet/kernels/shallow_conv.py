@@ -16,10 +16,12 @@ then dW and db, as for a first layer; 2-core development machine, 2026-12-04, fl
 the same command on the tree before this module):
 
     layer (batch 256)               threads   before    now       PyTorch
-    LeNet's first (6 5x5, 28x28)       2      2.91 ms   2.56 ms   1.80 ms
-                                       1      6.17      4.08      3.31
-    VGG's first (32 3x3, pad 1)        2      8.96      5.39     22.13
-                                       1     15.49     10.32     37.52
+    LeNet's first (6 5x5, 28x28)       2      2.91 ms   2.02 ms   1.76 ms
+                                       1      6.17      3.62      2.84
+    VGG's first (32 3x3, pad 1)        2      8.96      3.54     20.29
+                                       1     15.49      6.94     32.72
+
+("before" from an earlier run of the same command.)
 
 A prototype of the same loops was no faster than OpenBLAS on LeNet's second layer (a window of
 150 values) and 1.4x slower on a window of 288: hence the depth limit.
