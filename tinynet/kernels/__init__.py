@@ -19,12 +19,14 @@ Modules:
                below which a kernel runs on the calling thread.
   ``im2col``   im2col / col2im: unfold image patches into the columns of one matrix so a
                convolution is one matrix product, and fold them back (its exact transpose).
+  ``shallow_conv`` a first convolution layer (few values per window) on the CPU, image by image:
+               each image unfolded into a small cols that stays in cache, no cols for the batch.
   ``pool``     max-pool forward (with the argmax of each window) and backward.
   ``philox``   the Philox-4x32-10 counter-based generator and dropout masks (NumPy reference of
                the GPU dropout kernel).
   ``special``  ``erf`` (numba ufunc on the CPU, CuPy's on the GPU), for the exact GELU.
   ``cuda``     the GPU kernels: CUDA C sources with their launchers (im2col/col2im, max pool,
-               dropout, batch norm, losses, activations, conv layout, the multi-tensor
+               dropout, batch norm, losses, activations, the convolution as implicit GEMMs, the multi-tensor
                optimisers; see its ``__init__``), ``launch`` (CuPy) and ``emulate`` (the CPU
                emulator).
 """
