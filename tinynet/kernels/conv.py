@@ -64,12 +64,11 @@ _bias_to_nchw = Loops(_bias_to_nchw_driver)
 _nchw_to_channels = Loops(_nchw_to_channels_driver)
 
 
-def bias_to_nchw_numba(out, bias, y=None):
-    """``out`` (C, N, OH, OW) plus ``bias`` (C,) or None, as an NCHW array (written into ``y`` when
-    given). Float32/float64 NumPy arrays; ``bias`` of ``out``'s dtype."""
+def bias_to_nchw_numba(out, bias):
+    """``out`` (C, N, OH, OW) plus ``bias`` (C,) or None, as a new NCHW array. Float32/float64
+    NumPy arrays; ``bias`` of ``out``'s dtype."""
     c, n = out.shape[:2]
-    if y is None:
-        y = np.empty((n, c) + out.shape[2:], dtype=out.dtype)
+    y = np.empty((n, c) + out.shape[2:], dtype=out.dtype)
     spatial = out.size // (c * n) if c * n else 0
     _bias_to_nchw(out.size, np.ascontiguousarray(out).reshape(c, n, spatial),
                   out.reshape(-1)[:1] if bias is None else bias, bias is not None, y.reshape(n, c, spatial))
