@@ -55,11 +55,12 @@ class Conv2d(Function):
         c_out, _, kh, kw = weight.shape
         out_h = output_size(x.shape[2], kh, stride[0], *padding[0], dilation[0])
         out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
-        ctx.direct = uses_cuda(x) and (bias is None or bias.flags.c_contiguous)
-        ctx.per_image = uses_numba(x) and shallow_conv.fits(x, weight, bias, groups)
+        ctx.direct = uses_cuda(x)
+        ctx.per_image = uses_numba(x) and shallow_conv.fits(weight, groups)
         if ctx.direct:  # one implicit-GEMM kernel: no cols (see the module docstring)
             from ..kernels.cuda.conv import conv2d_forward_cuda
             x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
+            bias = None if bias is None else xp.ascontiguousarray(bias)
             out = conv2d_forward_cuda(x, weight, bias, (out_h, out_w), stride, padding, dilation, groups)
             saved = x
         elif ctx.per_image:  # a shallow first layer on the CPU: image by image, no batch cols

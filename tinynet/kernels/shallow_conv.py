@@ -42,11 +42,10 @@ SHALLOW_DEPTH = 32      # C*kh*kw of the layers that take this path (groups=1)
 IMAGES_PER_TASK = 4     # images per parallel task: each task reuses one small cols buffer
 
 
-def fits(x, weight, bias, groups: int) -> bool:
-    """Whether a convolution takes this path: float32/float64 NumPy arrays of one dtype, no
-    groups, a window of at most SHALLOW_DEPTH values."""
-    same = x.dtype == weight.dtype and (bias is None or bias.dtype == x.dtype)
-    return groups == 1 and same and weight.shape[1] * weight.shape[2] * weight.shape[3] <= SHALLOW_DEPTH
+def fits(weight, groups: int) -> bool:
+    """Whether a convolution of float32/float64 NumPy arrays (of one dtype, as ``conv2d``
+    checks) takes this path: no groups, a window of at most SHALLOW_DEPTH values."""
+    return groups == 1 and weight.shape[1] * weight.shape[2] * weight.shape[3] <= SHALLOW_DEPTH
 
 
 @numba.njit(cache=True)
