@@ -108,7 +108,7 @@ def _max_pool_forward_driver(parallel: bool):
                         for j in range(kw):
                             w = ow * sw - left + j * dw
                             value = x[n, c, h, w] if (0 <= h < height and 0 <= w < width) else -np.inf
-                            if value > best or (value != value and best == best):
+                            if _wins(value, best):
                                 best, best_h, best_w = value, h, w
                     out[n, c, oh, ow] = best
                     inside = 0 <= best_h < height and 0 <= best_w < width
@@ -130,6 +130,15 @@ def _wins(value, best):
     return (value > best) | ((value != value) & (best == best))
 
 
+@numba.njit(cache=True, inline="always")
+def _keep_max(src, index, best, best_index):
+    """``(best, best_index)`` after looking at ``src[index]``: the new maximum and its index
+    when it wins (:func:`_wins`), else the old ones, as selects."""
+    value = src[index]
+    wins = _wins(value, best)
+    return (value if wins else best), (index if wins else best_index)
+
+
 @numba.njit(cache=True)
 def _plane_max_unpadded(src, out, argmax, width, kh, kw, sh, sw, dh, dw, out_h, out_w):
     """The windows of one plane, flattened to 1-d (``src`` H*W, ``out``/``argmax`` OH*OW), when
@@ -143,11 +152,7 @@ def _plane_max_unpadded(src, out, argmax, width, kh, kw, sh, sw, dh, dw, out_h, 
             for i in range(kh):
                 row = first + i * dh * width
                 for j in range(kw):
-                    index = row + j * dw
-                    value = src[index]
-                    wins = _wins(value, best)
-                    best = value if wins else best
-                    best_index = index if wins else best_index
+                    best, best_index = _keep_max(src, row + j * dw, best, best_index)
             out[oh * out_w + ow] = best
             argmax[oh * out_w + ow] = best_index
 
@@ -162,10 +167,7 @@ def _plane_max_2x2(src, out, argmax, width, out_h, out_w):
             first = top + 2 * ow
             best, best_index = src[first], first
             for index in (first + 1, first + width, first + width + 1):
-                value = src[index]
-                wins = _wins(value, best)
-                best = value if wins else best
-                best_index = index if wins else best_index
+                best, best_index = _keep_max(src, index, best, best_index)
             out[oh * out_w + ow] = best
             argmax[oh * out_w + ow] = best_index
 
