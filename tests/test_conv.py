@@ -122,6 +122,33 @@ def test_gradients_of_one_input_at_a_time_match_torch(device, needs, shape):
                        requires_grad=list(needs))
 
 
+@pytest.mark.parametrize("few_filters", [0, 1000], ids=["plain_product", "transposed_product"])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("reserved", [False, True], ids=["new_grad", "reserved_grad"])
+def test_both_weight_gradient_products_agree_with_torch(monkeypatch, few_filters, groups, reserved):
+    """dW is dY @ cols.T, or (cols @ dY.T).T for layers with few filters (FEW_FILTERS): both
+    give PyTorch's gradient, as a new array or written into the weight's reserved .grad."""
+    from tinynet import autograd
+    from tinynet.functional import conv
+    monkeypatch.setattr(conv, "FEW_FILTERS", few_filters)
+    kwargs = dict(padding=1, groups=groups)
+    x, w, b = conv_inputs(((3, 4, 6, 6), (6, 4 // groups, 3, 3), True, kwargs), 0, np.float64)
+    weight = tinynet.tensor(w, requires_grad=True)
+    storage = np.full_like(w, np.nan)
+    if reserved:
+        autograd.reserve_grad(weight, storage)
+    try:
+        tinynet.nn.functional.conv2d(tinynet.tensor(x), weight, tinynet.tensor(b), **kwargs).pow(2).sum().backward()
+    finally:
+        autograd.reserve_grad(weight, None)
+    assert (weight.grad.data is storage) == reserved
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    expected = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(torch.tensor(x), expected, torch.tensor(b), **kwargs).pow(2).sum().backward()
+    np.testing.assert_allclose(weight.grad.numpy(), expected.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------------- errors
 def conv(m, x_shape, w_shape, b_shape=None, dtype=np.float32, w_dtype=None, **kwargs):
     """conv2d of framework ``m`` on zeros of the given shapes."""

@@ -118,13 +118,33 @@ class Conv2d(Function):
                 grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
                 grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *geometry)
             if need_weight and not ctx.per_image:
-                # out=: straight into the weight's reserved .grad storage when the engine offers it
-                by_group = None if out_weight is None else out_weight.reshape(weight_by_group.shape)
-                grad_weight = gemm.matmul(xp, grad_by_group, saved.transpose(0, 2, 1), out=by_group)
-                grad_weight = grad_weight.reshape(weight.shape) if out_weight is None else out_weight
+                grad_weight = _weight_grad(xp, grad_by_group, saved, weight.shape, out_weight)
         if grad_x is not None and ctx.unbatched:
             grad_x = grad_x[0]
         return grad_x, grad_weight, grad_bias
+
+
+# Up to this many filters per group, dW is computed transposed (see _weight_grad).
+FEW_FILTERS = 128
+
+
+def _weight_grad(xp, grad_by_group, cols, weight_shape, out_weight):
+    """dW = dY @ cols.T per group, (G, C_out/G, N*OH*OW) @ (G, N*OH*OW, C/G*kh*kw), as
+    ``weight_shape``; into ``out_weight`` (the weight's reserved .grad storage) when given.
+
+    With few filters OpenBLAS is faster on the transposed product cols @ dY.T (its long inner
+    dimension against 150 rows, not 16), and the small result is then copied back transposed:
+    LeNet's second layer 1.36 -> 0.81 ms on two threads, 1.98 -> 1.23 ms on one. With many
+    filters the plain product is faster (cnn5's 1024 filters: 65 against 95 ms)."""
+    if grad_by_group.shape[1] <= FEW_FILTERS:
+        transposed = gemm.matmul(xp, cols, grad_by_group.transpose(0, 2, 1))  # (G, C/G*kh*kw, C_out/G)
+        if out_weight is None:
+            return xp.ascontiguousarray(transposed.transpose(0, 2, 1)).reshape(weight_shape)
+        out_weight.reshape(transposed.shape[0], transposed.shape[2], -1)[...] = transposed.transpose(0, 2, 1)
+        return out_weight
+    by_group = None if out_weight is None else out_weight.reshape(grad_by_group.shape[0], grad_by_group.shape[1], -1)
+    grad_weight = gemm.matmul(xp, grad_by_group, cols.transpose(0, 2, 1), out=by_group)
+    return grad_weight.reshape(weight_shape) if out_weight is None else out_weight
 
 
 def _to_nchw(xp, y, bias):
