@@ -243,23 +243,55 @@ def test_activation_loops_equal_the_array_code_bit_for_bit(dtype, parallel, shap
         np.testing.assert_array_equal(np.signbit(a), np.signbit(b))  # -0.0 kept where NumPy keeps it
 
 
+def _ulps_apart(a, b):
+    """How many float32 values lie between a and b (both finite, of one sign), elementwise."""
+    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_float32_sigmoid_loop_is_within_two_ulps_of_the_exact_value(parallel):
+    """The float32 sigmoid forward computes its own exp (kernels/activation.py): over every
+    2**-13 step of [-120, 120], and at the ends of exp's float32 range, it is within 2 units in
+    the last place of the sigmoid computed in float64 and rounded (NumPy's float32 sigmoid is
+    itself up to 2 away); below x = -88.73 it is 0 as NumPy's is, and NaN and +-inf behave."""
+    from tinynet.kernels import activation as k_act, threads
+    x = np.concatenate([np.arange(-120, 120, 2.0 ** -13, dtype=np.float32),
+                        np.float32([-89.5, -88.73, -88.72, -88.7, -87.4, 87.4, 88.72, 89.5, 104])])
+    with threads.grain(0 if parallel else 1 << 60):
+        y = k_act.sigmoid_forward_numba(x)
+    exact = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    normal = exact >= np.finfo(np.float32).tiny
+    assert _ulps_apart(y[normal], exact[normal]).max() <= 2
+    # Below float32's normal range (x < -87.3) NumPy's float32 sigmoid is the reference: within
+    # 2 of the smallest steps, and exactly 0 where exp(-x) overflows (x < -88.73).
+    with np.errstate(over="ignore"):
+        numpy_float32 = 1 / (1 + np.exp(-x))
+    assert _ulps_apart(y[~normal], numpy_float32[~normal]).max() <= 2
+    assert np.all(y[x < -88.73] == 0)
+    specials = np.float32([np.nan, np.inf, -np.inf, 0.0, -0.0])
+    np.testing.assert_array_equal(k_act.sigmoid_forward_numba(specials), np.float32([np.nan, 1, 0, 0.5, 0.5]))
+
+
 def test_activations_take_the_compiled_loops_on_cpu_float_arrays(monkeypatch):
-    """ReLU's forward and backward, and the backward of sigmoid and tanh, call the compiled
-    loops for float NumPy arrays, and the array code for anything else (integers, a broadcast
-    gradient)."""
+    """ReLU's forward and backward, sigmoid's in float32 and its backward, and tanh's
+    backward call the compiled loops for float NumPy arrays, and the array code for anything
+    else (integers, a broadcast gradient, a float64 sigmoid forward)."""
     import tinynet
     from tinynet.kernels import activation as k_act
     calls = []
-    for name in ("relu_forward_numba", "relu_backward_numba", "sigmoid_backward_numba", "tanh_backward_numba"):
+    for name in ("relu_forward_numba", "relu_backward_numba", "sigmoid_forward_numba", "sigmoid_backward_numba",
+                 "tanh_backward_numba"):
         original = getattr(k_act, name)
         monkeypatch.setattr(k_act, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
     x = tinynet.tensor(np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4), requires_grad=True)
     for f in (tinynet.relu, tinynet.sigmoid, tinynet.tanh):
         f(x).backward(tinynet.ones(3, 4))
-    assert calls == ["relu_forward_numba", "relu_backward_numba", "sigmoid_backward_numba", "tanh_backward_numba"]
+    assert calls == ["relu_forward_numba", "relu_backward_numba", "sigmoid_forward_numba", "sigmoid_backward_numba",
+                     "tanh_backward_numba"]
     calls.clear()
     tinynet.relu(tinynet.tensor(np.arange(-3, 3)))                       # integers: NumPy's maximum
     tinynet.relu(tinynet.tensor(np.ones((4, 3), np.float32)).T)         # not C-contiguous
+    tinynet.sigmoid(tinynet.tensor(np.ones((4, 3), np.float64)))        # float64: NumPy's exp
     assert calls == []
 
 
