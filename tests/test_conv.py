@@ -81,6 +81,8 @@ LAYERS = {
     "vgg_3x3_same": ((2, 4, 14, 14), (8, 4, 3, 3), dict(padding="same")),
     "strided_1x1": ((2, 8, 7, 7), (4, 8, 1, 1), dict(stride=2)),
     "depthwise": ((2, 6, 9, 9), (6, 1, 3, 3), dict(padding=1, groups=6)),
+    "1x1_map_3x3_pad1": ((3, 12, 1, 1), (12, 12, 3, 3), dict(padding=1)),    # lenet_resnet's fc block
+    "2x2_map_5x5_pad2_stride2": ((2, 3, 2, 3), (4, 3, 5, 5), dict(padding=2, stride=2)),
 }
 
 
@@ -125,14 +127,16 @@ def test_gradients_of_one_input_at_a_time_match_torch(device, needs, shape):
 @pytest.mark.parametrize("few_filters", [0, 1000], ids=["plain_product", "transposed_product"])
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("reserved", [False, True], ids=["new_grad", "reserved_grad"])
-def test_both_weight_gradient_products_agree_with_torch(monkeypatch, few_filters, groups, reserved):
+@pytest.mark.parametrize("side", [6, 1], ids=["6x6", "1x1_centre_tap"])
+def test_both_weight_gradient_products_agree_with_torch(monkeypatch, few_filters, groups, reserved, side):
     """dW is dY @ cols.T, or (cols @ dY.T).T for layers with few filters (FEW_FILTERS): both
-    give PyTorch's gradient, as a new array or written into the weight's reserved .grad."""
+    give PyTorch's gradient, as a new array or written into the weight's reserved .grad, also
+    when the kernel is cut to the taps that read the input (a 1x1 map: the centre alone)."""
     from tinynet import autograd
     from tinynet.functional import conv
     monkeypatch.setattr(conv, "FEW_FILTERS", few_filters)
     kwargs = dict(padding=1, groups=groups)
-    x, w, b = conv_inputs(((3, 4, 6, 6), (6, 4 // groups, 3, 3), True, kwargs), 0, np.float64)
+    x, w, b = conv_inputs(((3, 4, side, side), (6, 4 // groups, 3, 3), True, kwargs), 0, np.float64)
     weight = tinynet.tensor(w, requires_grad=True)
     storage = np.full_like(w, np.nan)
     if reserved:
@@ -147,6 +151,29 @@ def test_both_weight_gradient_products_agree_with_torch(monkeypatch, few_filters
     expected = torch.tensor(w, requires_grad=True)
     torch.nn.functional.conv2d(torch.tensor(x), expected, torch.tensor(b), **kwargs).pow(2).sum().backward()
     np.testing.assert_allclose(weight.grad.numpy(), expected.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [
+    # size, kernel, stride, padding, dilation -> taps kept (rows, columns) and the new padding
+    (((1, 1), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)), ((slice(1, 2), slice(1, 2)), ((0, 0), (0, 0)))),
+    (((2, 2), (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)), ((slice(1, 4), slice(1, 4)), ((1, 1), (1, 1)))),
+    (((1, 4), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)), ((slice(1, 2), slice(0, 3)), ((0, 0), (1, 1)))),
+    (((1, 1), (3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2)), ((slice(1, 2), slice(1, 2)), ((0, 0), (0, 0)))),
+    (((4, 4), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)), None),     # every tap reads the input
+    (((5, 5), (3, 3), (2, 2), ((0, 0), (0, 0)), (1, 1)), None),
+], ids=["1x1_3x3", "2x2_5x5", "1x4_3x3", "1x1_dilated", "4x4_3x3", "unpadded"])
+def test_taps_over_padding_alone_are_cut_from_the_kernel(case):
+    """A tap that reads padding at every output position is left out of the CPU's product (its
+    gradient is 0); the cut kernel with the new padding gives the same output size."""
+    from tinynet.functional.conv import _taps_reading_input
+    from tinynet.kernels.im2col import output_size
+    (size, kernel, stride, padding, dilation), expected = case
+    out = [output_size(n, k, s, *p, d) for n, k, s, p, d in zip(size, kernel, stride, padding, dilation)]
+    taps = _taps_reading_input(size, kernel, stride, padding, dilation, out)
+    assert taps == expected
+    if taps is not None:
+        cut = [t.stop - t.start for t in taps[0]]
+        assert [output_size(n, k, s, *p, d) for n, k, s, p, d in zip(size, cut, stride, taps[1], dilation)] == out
 
 
 # ---------------------------------------------------------------------------------- errors

@@ -44,6 +44,9 @@ class Conv2d(Function):
     Memory: on the CPU forward saves cols for dW; on a GPU, and for a shallow layer on the CPU
     (``kernels/shallow_conv.py``), it saves x and unfolds it again. Either is kept only when W
     needs a gradient.
+
+    On the CPU's im2col path, kernel taps that read nothing but padding are cut off first
+    (:func:`_taps_reading_input`): they add zeros to y, and their part of dW is 0.
     """
 
     @staticmethod
@@ -57,6 +60,7 @@ class Conv2d(Function):
         out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
         ctx.direct = uses_cuda(x)
         ctx.per_image = uses_numba(x) and shallow_conv.fits(weight, groups)
+        ctx.taps, ctx.weight_shape = None, weight.shape
         if ctx.direct:  # one implicit-GEMM kernel: no cols (see the module docstring)
             from ..kernels.cuda.conv import conv2d_forward_cuda
             x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
@@ -67,6 +71,11 @@ class Conv2d(Function):
             out = shallow_conv.shallow_conv_forward_numba(x, weight, bias, (out_h, out_w), stride, padding, dilation)
             saved = x
         else:
+            ctx.taps = _taps_reading_input(x.shape[2:], (kh, kw), stride, padding, dilation, (out_h, out_w))
+            if ctx.taps is not None:  # a kernel partly over padding alone: convolve with the rest of it
+                (rows, columns), padding = ctx.taps
+                weight = xp.ascontiguousarray(weight[:, :, rows, columns])
+                kh, kw = weight.shape[2:]
             geometry = ((kh, kw), stride, padding, dilation)
             cols = im2col(x, *geometry)                                  # (C*kh*kw, N*OH*OW)
             saved = cols.reshape(groups, -1, cols.shape[1])              # (G, C/G*kh*kw, N*OH*OW)
@@ -118,10 +127,38 @@ class Conv2d(Function):
                 grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
                 grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *geometry)
             if need_weight and not ctx.per_image:
-                grad_weight = _weight_grad(xp, grad_by_group, saved, weight.shape, out_weight)
+                if ctx.taps is None:
+                    grad_weight = _weight_grad(xp, grad_by_group, saved, weight.shape, out_weight)
+                else:  # the unused taps' gradient is 0
+                    grad_weight = xp.zeros(ctx.weight_shape, weight.dtype) if out_weight is None else out_weight
+                    grad_weight[...] = 0
+                    (rows, columns), _ = ctx.taps
+                    grad_weight[:, :, rows, columns] = _weight_grad(xp, grad_by_group, saved, weight.shape, None)
         if grad_x is not None and ctx.unbatched:
             grad_x = grad_x[0]
         return grad_x, grad_weight, grad_bias
+
+
+def _taps_reading_input(size, kernel, stride, padding, dilation, out_size):
+    """The kernel taps that read at least one input pixel, as ``((rows, columns), padding)``:
+    two slices of the kernel and the padding that keeps the output size for the kernel cut to
+    them; None when every tap does (the usual case) or when the cut would need negative padding.
+
+    A tap that reads padding at every output position adds only zeros to the output, and its
+    weight's gradient is 0: on a 1x1 map a 3x3 kernel with padding 1 uses its centre alone
+    (lenet_resnet's residual block after fc1), so the products shrink 9 times."""
+    slices, pads = [], []
+    for n, k, s, (before, after), d, o in zip(size, kernel, stride, padding, dilation, out_size):
+        # tap i reads rows o_*s + i*d - before, for o_ in [0, o): some lie in [0, n)
+        used = [i for i in range(k) if i * d - before < n and (o - 1) * s + i * d - before >= 0]
+        if not used:
+            return None
+        first, stop = used[0], used[-1] + 1
+        slices.append(slice(first, stop))
+        pads.append((before - first * d, after - (k - stop) * d))
+    if all(cut == slice(0, k) for cut, k in zip(slices, kernel)) or min(min(pair) for pair in pads) < 0:
+        return None
+    return tuple(slices), tuple(pads)
 
 
 # Up to this many filters per group, dW is computed transposed (see _weight_grad).
