@@ -205,10 +205,11 @@ def _max_pool_backward_driver(parallel: bool):
     def max_pool_backward_loops(grad_out, argmax, height, width):
         n_batch, n_chan, out_h, out_w = grad_out.shape
         planes, outputs = n_batch * n_chan, out_h * out_w
-        grad_in = np.zeros((planes, height * width), dtype=grad_out.dtype)
+        grad_in = np.empty((planes, height * width), dtype=grad_out.dtype)
         grad_flat = grad_out.reshape(planes, outputs)
         argmax_flat = argmax.reshape(planes, outputs)
         for plane in loop(planes):  # one thread per plane: no two threads add to one element
+            grad_in[plane, :] = 0  # zeroed here, on the plane's thread, not by np.zeros on one
             for k in range(outputs):
                 index = argmax_flat[plane, k]
                 if index >= 0:
