@@ -171,8 +171,9 @@ def _col2im_driver(parallel: bool):
 
     @numba.njit(parallel=parallel, cache=True)
     def col2im_loops(cols, n_batch, n_chan, height, width, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
-        x = np.zeros((n_batch, n_chan, height, width), dtype=cols.dtype)
+        x = np.empty((n_batch, n_chan, height, width), dtype=cols.dtype)
         for c in loop(n_chan):  # each task owns x[:, c]: no two tasks add to one element
+            x[:, c] = 0  # zeroed here, on the channel's thread, not by np.zeros on one
             _add_channel(cols, x, c, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w)
         return x
     return col2im_loops
