@@ -51,23 +51,29 @@ def n_columns(config):
 
 
 # -------------------------------------------------------------------------------- im2col
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(config=window_configs(), seed=seeds)
-def test_im2col_numba_equals_reference(device, dtype, config, seed):
+def test_im2col_numba_equals_reference(device, dtype, parallel, config, seed):
+    from tinynet.kernels import threads
     shape, *geometry = config
     x = random(shape, seed, dtype)
-    fast = k_im2col.im2col_numba(x, *geometry)
+    with threads.grain(0 if parallel else 1 << 60):
+        fast = k_im2col.im2col_numba(x, *geometry)
     slow = on_cpu(k_im2col.im2col_reference(on_device(x, device), *geometry))
     assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape == n_columns(config)
     np.testing.assert_array_equal(fast, slow)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True])
 @given(config=window_configs(), seed=seeds)
-def test_col2im_numba_equals_reference(device, dtype, config, seed):
+def test_col2im_numba_equals_reference(device, dtype, parallel, config, seed):
+    from tinynet.kernels import threads
     shape, *geometry = config
     cols = random(n_columns(config), seed, dtype)
-    fast = k_im2col.col2im_numba(cols, shape, *geometry)
+    with threads.grain(0 if parallel else 1 << 60):
+        fast = k_im2col.col2im_numba(cols, shape, *geometry)
     slow = on_cpu(k_im2col.col2im_reference(on_device(cols, device), shape, *geometry))
     assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape == shape
     np.testing.assert_allclose(fast, slow, **CLOSE[dtype])
