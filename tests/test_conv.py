@@ -169,7 +169,7 @@ def test_taps_over_padding_alone_are_cut_from_the_kernel(case):
     from tinynet.kernels.im2col import output_size
     (size, kernel, stride, padding, dilation), expected = case
     out = [output_size(n, k, s, *p, d) for n, k, s, p, d in zip(size, kernel, stride, padding, dilation)]
-    taps = _taps_reading_input(size, kernel, stride, padding, dilation, out)
+    taps = _taps_reading_input(size, kernel, stride, padding, dilation, tuple(out))
     assert taps == expected
     if taps is not None:
         cut = [t.stop - t.start for t in taps[0]]

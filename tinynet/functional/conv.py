@@ -23,6 +23,7 @@ backward (dx; dW with db).
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 from ..autograd import Function
@@ -139,6 +140,7 @@ class Conv2d(Function):
         return grad_x, grad_weight, grad_bias
 
 
+@functools.lru_cache(maxsize=256)  # a few layer shapes per model, asked at every step
 def _taps_reading_input(size, kernel, stride, padding, dilation, out_size):
     """The kernel taps that read at least one input pixel, as ``((rows, columns), padding)``:
     two slices of the kernel and the padding that keeps the output size for the kernel cut to

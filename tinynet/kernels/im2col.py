@@ -45,8 +45,13 @@ __all__ = ["im2col", "col2im", "im2col_reference", "col2im_reference", "im2col_n
 def padding_pairs(padding):
     """``(ph, pw)`` -> ``((ph, ph), (pw, pw))``; ``((top, bottom), (left, right))`` stays."""
     ph, pw = padding
-    as_pair = lambda p: (int(p), int(p)) if np.ndim(p) == 0 else (int(p[0]), int(p[1]))  # noqa: E731
-    return as_pair(ph), as_pair(pw)
+    return _as_pair(ph), _as_pair(pw)
+
+
+def _as_pair(p) -> tuple:
+    if type(p) is tuple and len(p) == 2 and type(p[0]) is int and type(p[1]) is int:
+        return p  # the common case (conv2d and the pools pass pairs of ints), without np.ndim
+    return (int(p), int(p)) if np.ndim(p) == 0 else (int(p[0]), int(p[1]))
 
 
 def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
@@ -121,27 +126,31 @@ def col2im_reference(cols, input_shape, kernel_size, stride, padding, dilation):
 #   compiles the inside of a ``prange`` loop less well (about 2x slower here) than an ordinary
 #   function.
 @numba.njit(cache=True)
-def _tap_sources(i, j, height, width, sh, sw, top, left, dh, dw, out_h, out_w):
-    """For kernel tap (i, j): per output position ``oh*out_w + ow``, the flat index ``h*width + w``
-    of the input pixel it reads (-1 where that is padding), and whether any position is padding."""
-    sources = np.empty(out_h * out_w, dtype=np.int64)
-    padded = False
-    for oh in range(out_h):
-        h = oh * sh - top + i * dh
-        for ow in range(out_w):
-            w = ow * sw - left + j * dw
-            inside = 0 <= h < height and 0 <= w < width
-            sources[oh * out_w + ow] = h * width + w if inside else -1
-            padded |= not inside
+def _tap_sources(kh, kw, height, width, sh, sw, top, left, dh, dw, out_h, out_w):
+    """For each kernel tap ``i*kw + j``: per output position ``oh*out_w + ow``, the flat index
+    ``h*width + w`` of the input pixel it reads (-1 where that is padding), and whether any
+    position of the tap is padding."""
+    sources = np.empty((kh * kw, out_h * out_w), dtype=np.int64)
+    padded = np.zeros(kh * kw, dtype=np.bool_)
+    for i in range(kh):
+        for j in range(kw):
+            for oh in range(out_h):
+                h = oh * sh - top + i * dh
+                for ow in range(out_w):
+                    w = ow * sw - left + j * dw
+                    inside = 0 <= h < height and 0 <= w < width
+                    sources[i * kw + j, oh * out_w + ow] = h * width + w if inside else -1
+                    padded[i * kw + j] |= not inside
     return sources, padded
 
 
 @numba.njit(cache=True)
-def _fill_row(x, out, c, i, j, sh, sw, top, left, dh, dw, out_h, out_w):
-    """Row (c, i, j) of cols: ``out[(n, oh, ow)] = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]``."""
+def _fill_row(x, out, c, sources, padded):
+    """A row of cols for channel c and one tap, whose ``sources`` and ``padded`` (from
+    :func:`_tap_sources`) say where it reads: ``out[(n, q)] = x[n, c].flat[sources[q]]``, 0 in
+    the padding."""
     n_batch, n_chan, height, width = x.shape
-    sources, padded = _tap_sources(i, j, height, width, sh, sw, top, left, dh, dw, out_h, out_w)
-    flat, positions = x.reshape(-1), out_h * out_w
+    flat, positions = x.reshape(-1), sources.shape[0]
     for n in range(n_batch):
         plane = (n * n_chan + c) * height * width   # where image n's channel c starts in x
         piece = out[n * positions:(n + 1) * positions]
@@ -163,9 +172,10 @@ def _im2col_driver(parallel: bool):
     def im2col_loops(x, kh, kw, sh, sw, top, left, dh, dw, out_h, out_w):
         n_batch, n_chan = x.shape[:2]
         cols = np.empty((n_chan * kh * kw, n_batch * out_h * out_w), dtype=x.dtype)
+        sources, padded = _tap_sources(kh, kw, x.shape[2], x.shape[3], sh, sw, top, left, dh, dw, out_h, out_w)
         for row in loop(n_chan * kh * kw):  # each task fills its own row of cols
-            c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
-            _fill_row(x, cols[row], c, i, j, sh, sw, top, left, dh, dw, out_h, out_w)
+            c, tap = row // (kh * kw), row % (kh * kw)
+            _fill_row(x, cols[row], c, sources[tap], padded[tap])
         return cols
     return im2col_loops
 
