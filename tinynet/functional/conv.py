@@ -131,7 +131,7 @@ class Conv2d(Function):
                 if ctx.taps is None:
                     grad_weight = _weight_grad(xp, grad_by_group, saved, weight.shape, out_weight)
                 else:  # the unused taps' gradient is 0
-                    grad_weight = xp.zeros(ctx.weight_shape, weight.dtype) if out_weight is None else out_weight
+                    grad_weight = xp.empty(ctx.weight_shape, weight.dtype) if out_weight is None else out_weight
                     grad_weight[...] = 0
                     (rows, columns), _ = ctx.taps
                     grad_weight[:, :, rows, columns] = _weight_grad(xp, grad_by_group, saved, weight.shape, None)

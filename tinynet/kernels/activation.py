@@ -80,15 +80,17 @@ _P0, _P1, _P2 = np.float32(1.9875691500e-4), np.float32(1.3981999507e-3), np.flo
 _P3, _P4, _P5 = np.float32(4.1665795894e-2), np.float32(1.6666665459e-1), np.float32(5.0000001201e-1)
 _ROUND = np.float32(12582912.0)  # 1.5 * 2**23: adding and subtracting it rounds to an integer
 _ONE, _TWO = np.float32(1), np.float32(2)
-# Bounds on t that keep n's exponent field, n + 126, within [0, 255]: below -87.4 exp(t) < 2e-38
-# comes out as 0; above 89.5 (past float32's largest exp, 88.72) 2**n comes out as +inf.
+# Bounds on t that keep n's exponent field, n + 126, within [0, 255]. At the bottom, n = -126
+# (t below about -87.0, where exp(t) < 1.8e-38, the foot of float32's normal range) gives the
+# field 0, so exp comes out as 0; above 89.5 (past float32's largest exp, 88.72) 2**n comes out
+# as +inf. The sigmoid needs no more: 1 + exp(t) is 1 at the bottom, and 1 / inf is 0 at the top.
 _T_LOW, _T_HIGH = np.float32(-87.4), np.float32(89.5)
 
 
 @numba.njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _exp_float32(t):
-    """exp(t) for a float32 t that is not NaN: at most a few units in the last place from
-    NumPy's, 0 below -87.4 and +inf above 88.72 (see the constants above)."""
+    """exp(t) for a float32 t that is not NaN: within a few units in the last place of NumPy's
+    for t in [-87, 88.72], 0 below about -87 and +inf above 88.72 (see the constants above)."""
     t = min(max(t, _T_LOW), _T_HIGH)
     n = (t * _LOG2E + _ROUND) - _ROUND
     r = (t - n * _LN2_HIGH) - n * _LN2_LOW
