@@ -551,11 +551,11 @@ def test_shallow_layers_take_the_image_by_image_path(monkeypatch):
     monkeypatch.setattr(shallow_conv, "shallow_conv_forward_numba", lambda *a: calls.append(1) or real(*a))
     x = tinynet.tensor(np.ones((2, 1, 8, 8), np.float32))
     for layer, expected in [(tinynet.nn.Conv2d(1, 4, 5), 1), (tinynet.nn.Conv2d(1, 4, 3, padding=1), 1),
-                            (tinynet.nn.Conv2d(1, 4, 7), 0)]:       # 49 values per window
+                            (tinynet.nn.Conv2d(1, 4, 7).double(), 0)]:       # 49 values per window
         before = len(calls)
-        y = layer(x)
+        y = layer(x.double() if expected == 0 else x)
         assert len(calls) - before == expected, layer
-        assert (y.grad_fn.saved_tensors[0].shape == x.shape) == bool(expected)
+        assert (y.grad_fn.saved_tensors[0].shape == x.shape) == bool(expected)  # else im2col's cols
     # A frozen weight: x is not saved, and the bias gradient needs none: 2 images of 6x6 ones each.
     layer = tinynet.nn.Conv2d(1, 4, 3)
     layer.weight.requires_grad_(False)
@@ -565,6 +565,63 @@ def test_shallow_layers_take_the_image_by_image_path(monkeypatch):
     before = len(calls)
     grouped(tinynet.tensor(np.ones((2, 2, 8, 8), np.float32)))
     assert len(calls) == before
+
+
+# ------------------------------------------------- few filters: vector tiles without cols
+@pytest.mark.parametrize("parallel", [False, True])
+@given(config=window_configs(), c_out=st.integers(1, 40), batch=st.integers(1, 9), seed=seeds,
+       has_bias=st.booleans())
+def test_direct_conv_tiles_equal_im2col_and_a_product(parallel, config, c_out, batch, seed, has_bias):
+    """kernels/direct_conv.py against the definition (im2col reference, one product, in
+    float64), float32: the forward with its bias and dW, for any stride, asymmetric padding and
+    dilation, 1-40 filters (one, two and three blocks of 16, partly filled), batches of up to 9
+    images (weight-gradient tasks of IMAGES_PER_TASK, one partly filled), serial and on numba's
+    threads, to float32 rounding."""
+    from tinynet.kernels import direct_conv, threads
+    shape, kernel, stride, padding, dilation = config
+    shape = (batch,) + shape[1:]
+    x = random(shape, seed, np.float32)
+    weight = random((c_out, shape[1]) + kernel, seed + 1, np.float32)
+    bias = random((c_out,), seed + 2, np.float32) if has_bias else None
+    cols = k_im2col.im2col_reference(x.astype(np.float64), kernel, stride, padding, dilation)
+    out_hw = tuple(k_im2col.output_size(n, k, s, *p, d) for n, k, s, p, d in zip(shape[2:], kernel, stride, padding,
+                                                                                  dilation))
+    expected = (weight.reshape(c_out, -1) @ cols).reshape((c_out, batch) + out_hw).transpose(1, 0, 2, 3)
+    if has_bias:
+        expected = expected + bias.reshape(1, -1, 1, 1)
+    grad = random(expected.shape, seed + 3, np.float32)
+    with threads.grain(0 if parallel else 1 << 60):
+        y = direct_conv.direct_conv_forward_numba(x, weight, bias, out_hw, stride, padding, dilation)
+        grad_weight = direct_conv.direct_conv_weight_grad_numba(grad, x, kernel, stride, padding, dilation)
+    assert y.dtype == grad_weight.dtype == np.float32 and y.shape == expected.shape and y.flags.c_contiguous
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    expected_weight = (grad.transpose(1, 0, 2, 3).reshape(c_out, -1).astype(np.float64) @ cols.T).reshape(weight.shape)
+    np.testing.assert_allclose(grad_weight, expected_weight, rtol=1e-4, atol=1e-3)
+
+
+def test_few_filters_take_the_vector_tiles_in_float32_only(monkeypatch):
+    """Conv2d on the CPU: float32 layers with at most MAX_FILTERS filters, at least
+    MIN_POSITIONS outputs per map, no groups and a window too deep for the shallow path take
+    kernels/direct_conv.py and save x (no cols); float64, groups, wider layers and small maps
+    keep im2col + GEMM. (test_conv.py's float32 parity with PyTorch runs through both.)"""
+    import tinynet
+    from tinynet.kernels import direct_conv
+    calls = []
+    for name in ("direct_conv_forward_numba", "direct_conv_weight_grad_numba"):
+        real = getattr(direct_conv, name)
+        monkeypatch.setattr(direct_conv, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+    x = tinynet.tensor(np.ones((2, 6, 12, 12), np.float32))
+    layer = tinynet.nn.Conv2d(6, 16, 5)
+    y = layer(x)
+    assert y.grad_fn.saved_tensors[0].shape == x.shape
+    y.sum().backward()
+    assert calls == ["direct_conv_forward_numba", "direct_conv_weight_grad_numba"]
+    calls.clear()
+    tinynet.nn.Conv2d(6, 16, 5).double()(tinynet.tensor(np.ones((2, 6, 12, 12))))     # float64
+    tinynet.nn.Conv2d(6, 16, 5, groups=2)(x)                                            # groups
+    tinynet.nn.Conv2d(6, direct_conv.MAX_FILTERS + 1, 5)(x)                            # wider
+    tinynet.nn.Conv2d(6, 16, 3, padding=1)(tinynet.tensor(np.ones((2, 6, 4, 4), np.float32)))  # 16 positions
+    assert calls == []
 
 
 # --------------------------------------------------------------- products with a tiny side

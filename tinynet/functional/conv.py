@@ -27,7 +27,7 @@ import functools
 import numbers
 
 from ..autograd import Function
-from ..kernels import gemm, shallow_conv
+from ..kernels import direct_conv, gemm, shallow_conv
 from ..kernels.conv import bias_to_nchw_numba, nchw_to_channels_numba
 from ..kernels.dispatch import uses_cuda, uses_numba
 from ..kernels.im2col import col2im, im2col, output_size
@@ -42,9 +42,10 @@ class Conv2d(Function):
     Backward (per group, with cols = im2col(x) and dY (C_out, N*OH*OW)):
     dW = dY @ cols.T;  dx = col2im(W.T @ dY);  db = sum of dY over batch and positions.
 
-    Memory: on the CPU forward saves cols for dW; on a GPU, and for a shallow layer on the CPU
-    (``kernels/shallow_conv.py``), it saves x and unfolds it again. Either is kept only when W
-    needs a gradient.
+    Memory: on the CPU forward saves cols for dW; on a GPU, for a shallow layer on the CPU
+    (``kernels/shallow_conv.py``) and for a float32 layer with few filters on the CPU
+    (``kernels/direct_conv.py``: vector tiles that read the windows in x), it saves x and reads
+    it again. Either is kept only when W needs a gradient.
 
     On the CPU's im2col path, kernel taps that read nothing but padding are cut off first
     (:func:`_taps_reading_input`): they add zeros to y, and their part of dW is 0.
@@ -61,6 +62,7 @@ class Conv2d(Function):
         out_w = output_size(x.shape[3], kw, stride[1], *padding[1], dilation[1])
         ctx.direct = uses_cuda(x)
         ctx.per_image = uses_numba(x) and shallow_conv.fits(weight, groups)
+        ctx.tiled = uses_numba(x) and not ctx.per_image and direct_conv.fits(x, weight, groups, out_h * out_w)
         ctx.taps, ctx.weight_shape = None, weight.shape
         if ctx.direct:  # one implicit-GEMM kernel: no cols (see the module docstring)
             from ..kernels.cuda.conv import conv2d_forward_cuda
@@ -70,6 +72,9 @@ class Conv2d(Function):
             saved = x
         elif ctx.per_image:  # a shallow first layer on the CPU: image by image, no batch cols
             out = shallow_conv.shallow_conv_forward_numba(x, weight, bias, (out_h, out_w), stride, padding, dilation)
+            saved = x
+        elif ctx.tiled:  # few filters on the CPU: vector tiles read the windows in x, no cols
+            out = direct_conv.direct_conv_forward_numba(x, weight, bias, (out_h, out_w), stride, padding, dilation)
             saved = x
         else:
             ctx.taps = _taps_reading_input(x.shape[2:], (kh, kw), stride, padding, dilation, (out_h, out_w))
@@ -127,7 +132,10 @@ class Conv2d(Function):
             if need_x:
                 grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
                 grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *geometry)
-            if need_weight and not ctx.per_image:
+            if need_weight and ctx.tiled:  # dW from x again, tile by tile (kernels/direct_conv.py)
+                grad_weight = direct_conv.direct_conv_weight_grad_numba(grad, saved, ctx.kernel_size, stride, padding,
+                                                                        dilation)
+            elif need_weight and not ctx.per_image:
                 if ctx.taps is None:
                     grad_weight = _weight_grad(xp, grad_by_group, saved, weight.shape, out_weight)
                 else:  # the unused taps' gradient is 0
