@@ -40,6 +40,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from .shallow_conv import _sum_shares  # the per-task shares, added in task order
 from .threads import Loops
 
 __all__ = ["MAX_FILTERS", "MIN_POSITIONS", "fits", "direct_conv_forward_numba", "direct_conv_weight_grad_numba"]
@@ -194,15 +195,6 @@ def _weight_grad_driver(parallel: bool):
 
 _forward = Loops(_forward_driver)
 _weight_grad = Loops(_weight_grad_driver)
-
-
-@numba.njit(cache=True)
-def _sum_shares(shares):
-    """shares[0] + shares[1] + ..., in task order (see shallow_conv._sum_shares for why apart)."""
-    total = np.zeros(shares.shape[1:], dtype=shares.dtype)
-    for task in range(shares.shape[0]):
-        total += shares[task]
-    return total
 
 
 # ------------------------------------------------------------------------------- geometry
