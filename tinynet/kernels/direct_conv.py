@@ -11,9 +11,10 @@ product itself. Here the products read the windows where they lie in x:
 * forward, per image: a tile of 4 output positions x 16 filters, four 16-wide accumulators,
   each tap ``r`` adding ``x[window r of position k] * W[:, r]`` (one vector of the transposed
   weights, one number of x broadcast to 16 lanes) to accumulator k;
-* weight gradient, per image: a tile of 8 taps x 16 filters, each output position ``q``
-  adding ``x[window r of q] * dY[:, q]`` to accumulator r; each task's images give a share,
-  and the shares are added in task order (the same result on any number of threads).
+* weight gradient, per task of a few images: a tile of 8 taps x 16 filters, each output
+  position ``q`` of the task's images adding ``x[window r of q] * dY[:, q]`` to accumulator r;
+  each task gives a share, and the shares are added in task order (the same result on any
+  number of threads).
 
 numba compiles neither tile to vector code from a loop (its accumulators went to memory, or
 stayed scalar), so each tile is written as LLVM IR (:func:`_forward_tile`,
@@ -57,9 +58,9 @@ def fits(x, weight, groups: int, positions: int) -> bool:
     """Whether a convolution takes this path: float32 NumPy arrays, no groups, few filters and
     ``positions`` (OH*OW) enough. Measured per layer, forward and backward at batch 64, two
     threads: 64 filters on 14x14 maps 9.5 -> 8.7 ms and on 28x28 124 -> 89 ms; 128 filters the
-    same either way, 256 slower here (22.5 against 32.1 ms); on 4x4 maps the tiles were slower
-    (lenet_resnet's 3x3 layers: 0.53 against 0.44 ms), on 8x8 faster (LeNet's second: 1.15 ->
-    0.87 ms)."""
+    same either way, 256 slower (32.1 ms against 22.5); on 4x4 maps no faster
+    (lenet_resnet's 3x3 layers: 0.39 ms either way), on 8x8 faster (LeNet's second at batch 64:
+    1.14 -> 0.95 ms)."""
     return (type(x) is np.ndarray and x.dtype == np.float32 and weight.dtype == np.float32 and groups == 1
             and weight.shape[0] <= MAX_FILTERS and positions >= MIN_POSITIONS)
 
