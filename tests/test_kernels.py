@@ -504,6 +504,18 @@ def test_conv_layout_loops_equal_the_array_code(dtype, parallel, shape, seed, ha
         assert grad_bias is None
 
 
+def conv_by_definition(x, weight, bias, config):
+    """conv2d(x, weight) + bias as im2col's reference and one product, in x's dtype:
+    ``(y, cols, (OH, OW))`` for the kernels' tests to compare with."""
+    _, kernel, stride, padding, dilation = config
+    cols = k_im2col.im2col_reference(x, kernel, stride, padding, dilation)
+    out_hw = tuple(k_im2col.output_size(n, k, s, *p, d) for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding,
+                                                                                  dilation))
+    c_out = weight.shape[0]
+    y = (weight.reshape(c_out, -1) @ cols).reshape((c_out, x.shape[0]) + out_hw).transpose(1, 0, 2, 3)
+    return (y if bias is None else y + bias.reshape(1, -1, 1, 1)), cols, out_hw
+
+
 # ------------------------------------------------------- shallow convolutions, image by image
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("parallel", [False, True])
@@ -519,12 +531,7 @@ def test_shallow_conv_loops_equal_im2col_and_a_product(dtype, parallel, config, 
     x = random(shape, seed, dtype)
     weight = random((c_out, shape[1]) + kernel, seed + 1, dtype)
     bias = random((c_out,), seed + 2, dtype) if has_bias else None
-    cols = k_im2col.im2col_reference(x, kernel, stride, padding, dilation)
-    out_hw = tuple(k_im2col.output_size(n, k, s, *p, d) for n, k, s, p, d in zip(shape[2:], kernel, stride, padding,
-                                                                                  dilation))
-    expected = (weight.reshape(c_out, -1) @ cols).reshape((c_out, batch) + out_hw).transpose(1, 0, 2, 3)
-    if has_bias:
-        expected = expected + bias.reshape(1, -1, 1, 1)
+    expected, cols, out_hw = conv_by_definition(x, weight, bias, config)
     grad = random(expected.shape, seed + 3, dtype)
     with threads.grain(0 if parallel else 1 << 60):
         y = shallow_conv.shallow_conv_forward_numba(x, weight, bias, out_hw, stride, padding, dilation)
@@ -583,12 +590,7 @@ def test_direct_conv_tiles_equal_im2col_and_a_product(parallel, config, c_out, b
     x = random(shape, seed, np.float32)
     weight = random((c_out, shape[1]) + kernel, seed + 1, np.float32)
     bias = random((c_out,), seed + 2, np.float32) if has_bias else None
-    cols = k_im2col.im2col_reference(x.astype(np.float64), kernel, stride, padding, dilation)
-    out_hw = tuple(k_im2col.output_size(n, k, s, *p, d) for n, k, s, p, d in zip(shape[2:], kernel, stride, padding,
-                                                                                  dilation))
-    expected = (weight.reshape(c_out, -1) @ cols).reshape((c_out, batch) + out_hw).transpose(1, 0, 2, 3)
-    if has_bias:
-        expected = expected + bias.reshape(1, -1, 1, 1)
+    expected, cols, out_hw = conv_by_definition(x.astype(np.float64), weight, bias, config)
     grad = random(expected.shape, seed + 3, np.float32)
     with threads.grain(0 if parallel else 1 << 60):
         y = direct_conv.direct_conv_forward_numba(x, weight, bias, out_hw, stride, padding, dilation)
