@@ -29,7 +29,8 @@ grid, ...`` below ``n``, so one launch of any size covers any number of elements
 followed everywhere: every output element is written by exactly one thread, which *gathers*
 what it needs (no two threads add into one place, so no atomics, and results do not depend on
 thread timing). One exception, for a count and not for numbers: the blocks that share dW's
-split sum each add 1 to a counter, so that the last knows to add up the shares, in a fixed order. Every scalar argument is a NumPy scalar of the C parameter's exact width.
+split sum each add 1 to a counter, so that the last knows to add up the shares, in a fixed
+order. Every scalar argument is a NumPy scalar of the C parameter's exact width.
 
 Nothing here is imported on the CPU path: ``tinynet.kernels.dispatch.uses_cuda`` decides, and
 the callers import these modules inside their GPU branch. Every launcher is asynchronous on a
