@@ -79,6 +79,7 @@ LAYERS = {
     "lenet_conv2": ((2, 6, 14, 14), (16, 6, 5, 5), dict()),
     "vgg_3x3_pad1": ((2, 8, 7, 7), (16, 8, 3, 3), dict(padding=1)),
     "vgg_3x3_same": ((2, 4, 14, 14), (8, 4, 3, 3), dict(padding="same")),
+    "4x4_map_3x3_pad1": ((3, 16, 4, 4), (16, 16, 3, 3), dict(padding=1)),    # lenet_resnet's conv block
     "strided_1x1": ((2, 8, 7, 7), (4, 8, 1, 1), dict(stride=2)),
     "depthwise": ((2, 6, 9, 9), (6, 1, 3, 3), dict(padding=1, groups=6)),
     "1x1_map_3x3_pad1": ((3, 12, 1, 1), (12, 12, 3, 3), dict(padding=1)),    # lenet_resnet's fc block

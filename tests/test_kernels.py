@@ -601,6 +601,43 @@ def test_direct_conv_tiles_equal_im2col_and_a_product(parallel, config, c_out, b
     np.testing.assert_allclose(grad_weight, expected_weight, rtol=1e-4, atol=1e-3)
 
 
+@st.composite
+def stride_one_configs(draw):
+    """``(input shape, kernel, (1, 1), padding, dilation)`` with asymmetric padding of at most
+    the kernel's span minus one on each side (the convolutions whose dx is a forward pass)."""
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((draw(st.integers(0, d * (k - 1))), draw(st.integers(0, d * (k - 1))))
+                    for k, d in zip(kernel, dilation))
+    # at least one output: H + top + bottom >= the kernel's span
+    size = [draw(st.integers(max(1, d * (k - 1) + 1 - sum(p)), 9)) for k, d, p in zip(kernel, dilation, padding)]
+    return (1, 1, *size), kernel, (1, 1), padding, dilation
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@given(config=stride_one_configs(), channels=st.integers(1, 40), c_out=st.integers(1, 20), batch=st.integers(1, 5),
+       seed=seeds)
+def test_direct_conv_input_grad_equals_col2im_of_a_product(parallel, config, channels, c_out, batch, seed):
+    """kernels/direct_conv.py's dx of a stride-1 convolution (the forward tiles run on dY with
+    the flipped, transposed kernels) against the definition, col2im(W.T @ dY) in float64, for
+    any kernel up to 5x5, dilation, asymmetric padding up to the kernel's span minus one
+    ("full" at the top), 1-40 channels of x (one to three blocks of 16 lanes, partly filled),
+    serial and on numba's threads, to float32 rounding."""
+    from tinynet.kernels import direct_conv, threads
+    shape, kernel, stride, padding, dilation = config
+    shape = (batch, channels) + shape[2:]
+    weight = random((c_out, channels) + kernel, seed + 1, np.float32)
+    out_hw = tuple(k_im2col.output_size(n, k, 1, *p, d) for n, k, p, d in zip(shape[2:], kernel, padding, dilation))
+    grad = random((batch, c_out) + out_hw, seed + 3, np.float32)
+    grad_cm = grad.transpose(1, 0, 2, 3).reshape(c_out, -1).astype(np.float64)
+    expected = k_im2col.col2im_reference(weight.reshape(c_out, -1).T.astype(np.float64) @ grad_cm, shape, kernel,
+                                         stride, padding, dilation)
+    with threads.grain(0 if parallel else 1 << 60):
+        grad_x = direct_conv.direct_conv_input_grad_numba(grad, weight, shape[2:], padding, dilation)
+    assert grad_x.dtype == np.float32 and grad_x.shape == shape and grad_x.flags.c_contiguous
+    np.testing.assert_allclose(grad_x, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_few_filters_take_the_vector_tiles_in_float32_only(monkeypatch):
     """Conv2d on the CPU: float32 layers with at most MAX_FILTERS filters, at least
     MIN_POSITIONS outputs per map, no groups and a window too deep for the shallow path take
@@ -622,8 +659,46 @@ def test_few_filters_take_the_vector_tiles_in_float32_only(monkeypatch):
     tinynet.nn.Conv2d(6, 16, 5).double()(tinynet.tensor(np.ones((2, 6, 12, 12))))     # float64
     tinynet.nn.Conv2d(6, 16, 5, groups=2)(x)                                            # groups
     tinynet.nn.Conv2d(6, direct_conv.MAX_FILTERS + 1, 5)(x)                            # wider
-    tinynet.nn.Conv2d(6, 16, 3, padding=1)(tinynet.tensor(np.ones((2, 6, 4, 4), np.float32)))  # 16 positions
+    assert direct_conv.MIN_POSITIONS > 9
+    tinynet.nn.Conv2d(6, 16, 3, padding=1)(tinynet.tensor(np.ones((2, 6, 3, 3), np.float32)))  # 9 positions
     assert calls == []
+    tinynet.nn.Conv2d(6, 16, 3, padding=1)(tinynet.tensor(np.ones((2, 6, 4, 4), np.float32)))  # 16: lenet_resnet's
+    assert calls == ["direct_conv_forward_numba"]
+
+
+def test_input_grad_takes_the_vector_tiles_where_they_waste_little(monkeypatch):
+    """Conv2d's dx on the CPU runs as a forward pass on the tiles (direct_conv_input_grad_numba)
+    for float32 stride-1 layers without groups, at most MAX_FILTERS channels in and out and at
+    most MAX_WASTE times GEMM + col2im's multiply-adds; else GEMM + col2im. Either way dx is
+    the same to rounding."""
+    import tinynet
+    from tinynet.kernels import direct_conv
+    calls = []
+    real = direct_conv.direct_conv_input_grad_numba
+    monkeypatch.setattr(direct_conv, "direct_conv_input_grad_numba", lambda *a: calls.append(a[1].shape) or real(*a))
+
+    def input_grad(layer, shape, dtype=np.float32):
+        x = tinynet.tensor(np.random.default_rng(0).standard_normal(shape).astype(dtype), requires_grad=True)
+        y = layer(x)
+        (y * y).sum().backward()
+        return x.grad.numpy()
+
+    tinynet.manual_seed(0)
+    res = tinynet.nn.Conv2d(16, 16, 3, padding=1, bias=False)     # lenet_resnet's block: waste 1
+    tiled = input_grad(res, (3, 16, 4, 4))
+    assert calls == [(16, 16, 3, 3)]
+    monkeypatch.setattr(direct_conv, "MAX_WASTE", 0)               # the same layer through col2im
+    np.testing.assert_allclose(tiled, input_grad(res, (3, 16, 4, 4)), rtol=1e-5, atol=1e-5)
+    assert len(calls) == 1
+    monkeypatch.setattr(direct_conv, "MAX_WASTE", 3)
+    assert direct_conv._waste(6, (12, 12), (8, 8)) == 16 / 6 * 144 / 64 > direct_conv.MAX_WASTE
+    input_grad(tinynet.nn.Conv2d(6, 16, 5), (2, 6, 12, 12))                          # LeNet's second: waste 6
+    input_grad(tinynet.nn.Conv2d(16, 16, 3, stride=2, padding=1), (2, 16, 8, 8))     # stride 2
+    input_grad(tinynet.nn.Conv2d(16, 16, 3, padding=1, groups=2), (2, 16, 4, 4))    # groups
+    input_grad(tinynet.nn.Conv2d(16, direct_conv.MAX_FILTERS + 1, 3, padding=1), (2, 16, 4, 4))  # dY too deep
+    input_grad(tinynet.nn.Conv2d(16, 16, 3, padding=3), (2, 16, 4, 4))               # padding > k - 1
+    input_grad(tinynet.nn.Conv2d(16, 16, 3, padding=1).double(), (2, 16, 4, 4), np.float64)
+    assert len(calls) == 1
 
 
 # --------------------------------------------------------------- products with a tiny side

@@ -117,19 +117,28 @@ class Conv2d(Function):
         else:
             weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
             geometry = (ctx.kernel_size, stride, padding, dilation)
+            # dx as the forward pass of another convolution, on vector tiles: no dcols, no col2im
+            tiled_input_grad = need_x and uses_numba(grad) and direct_conv.fits_input_grad(
+                grad, weight, groups, stride, padding, dilation, ctx.x_shape[2:])
+            # dY channel-major, for the products below (not needed by the tiles)
+            need_channels = (need_x and not tiled_input_grad) or (need_weight and not ctx.tiled and not ctx.per_image)
             if ctx.per_image:  # dW and db image by image, unfolding the saved x again
                 if need_weight or need_bias:
                     grad_weight, grad_bias = shallow_conv.shallow_conv_weight_grad_numba(grad, saved, *geometry,
                                                                                           need_weight=need_weight)
                     grad_weight = None if grad_weight is None else grad_weight.reshape(weight.shape)
                     grad_bias = grad_bias if need_bias else None
-                grad_by_group = _to_channels(xp, grad, False)[0] if need_x else None
-            else:
+                grad_by_group = _to_channels(xp, grad, False)[0] if need_channels else None
+            elif need_channels or need_bias:
                 grad_by_group, grad_bias = _to_channels(xp, grad, need_bias, out_bias)
+            else:
+                grad_by_group = None
             # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
             if grad_by_group is not None:
                 grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
-            if need_x:
+            if tiled_input_grad:
+                grad_x = direct_conv.direct_conv_input_grad_numba(grad, weight, ctx.x_shape[2:], padding, dilation)
+            elif need_x:
                 grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
                 grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *geometry)
             if need_weight and ctx.tiled:  # dW from x again, tile by tile (kernels/direct_conv.py)

@@ -1,7 +1,8 @@
 """A convolution with few filters on the CPU, without im2col: its forward pass and its weight
 gradient as vector tiles held in registers (float32, no groups, at most :data:`MAX_FILTERS`
-filters, maps of at least :data:`MIN_POSITIONS` outputs: LeNet's second layer, the PyTorch
-example's, the 64-filter layers of the VGG-like model and cnn5).
+filters, maps of at least :data:`MIN_POSITIONS` outputs: the second layers of LeNet and of the
+PyTorch example, lenet_resnet's residual block), and the input gradient of a stride-1
+convolution as the forward pass of another one (lenet_resnet's block).
 
 im2col + GEMM (:mod:`tinynet.functional.conv`) writes every window into a cols matrix and
 reads it back: for LeNet's second layer at batch 256 that is 9.8 MB each way, and writing it
@@ -23,9 +24,27 @@ and every multiply-add is one fused vector instruction (``llvm.fma.v16f32``; whe
 no 16-wide registers LLVM splits it into narrower ones). The sums run in the taps' order, as
 the GEMM's, so results match im2col + GEMM to rounding.
 
-Padding is handled by a zero-padded copy of x (once per call); stride and dilation by the
-offsets of the windows (:func:`_window_offsets`). The input gradient stays with GEMM + col2im
-(it needs no cols). LeNet's second layer alone (batch 256, float32, 2-core development machine,
+Padding is handled by a zero-padded copy of each task's images, made by the task itself
+(:func:`_padded_images`); stride and dilation by the offsets of the windows
+(:func:`_window_offsets`). A kernel goes parallel by its multiply-adds, not its outputs (a
+small map's outputs are few, but each costs a whole window).
+
+The input gradient of a stride-1 convolution is itself a convolution: of dY, padded by the
+kernel's span minus one minus the padding, with the kernels flipped and their in and out
+channels swapped (:func:`direct_conv_input_grad_numba`). As the forward tiles it needs neither
+the dcols matrix ``W.T @ dY`` nor col2im's scatter, but it makes an output for every pixel
+of x from a whole window of dY, zeros of the padding included, and fills whole vectors of 16
+of x's channels: where that wastes more than :data:`MAX_WASTE` times the product's
+multiply-adds (LeNet's second layer: 6 channels, no padding, 6 times), or the layer has more
+than MAX_FILTERS channels in or out, dx stays with GEMM + col2im. Measured on two threads
+(and one), batch 64, dx alone: lenet_resnet's 16-channel 3x3 layers on 4x4 maps 0.26 ->
+0.085 ms (0.28 -> 0.085); 32 channels on 28x28 15.3 -> 6.0 ms (25.2 -> 10.8); 64 on 14x14
+6.2 -> 5.6 (12.2 -> 9.7); 16 channels, 5x5 kernels without padding (waste 2.25) 1.05 -> 0.71;
+8 channels on 12x12 (waste 2) 0.44 -> 0.34; but 10 channels, 5x5 without padding (waste 3.6:
+the PyTorch example's second layer) 0.66 -> 0.88, and 32 channels from 128 on 14x14 (the
+VGG-like model's second layer) 4.6 -> 7.2 ms.
+
+LeNet's second layer alone (batch 256, float32, 2-core development machine,
 2026-12-05), against im2col + GEMM + layout: forward 1.43 -> 0.44 ms on two threads and
 2.74 -> 0.97 ms on one; dW (with the im2col it needed) 1.34 -> 0.87 and 2.0 -> 1.27 ms. The
 whole layer, forward and backward: 4.04 -> 2.86 ms on two threads. PyTorch's oneDNN took 0.40
@@ -44,26 +63,52 @@ from numba.extending import intrinsic
 from .shallow_conv import _sum_shares  # the per-task shares, added in task order
 from .threads import Loops
 
-__all__ = ["MAX_FILTERS", "MIN_POSITIONS", "fits", "direct_conv_forward_numba", "direct_conv_weight_grad_numba"]
+__all__ = ["MAX_FILTERS", "MIN_POSITIONS", "MAX_WASTE", "fits", "fits_input_grad", "direct_conv_forward_numba",
+           "direct_conv_weight_grad_numba", "direct_conv_input_grad_numba"]
 
 LANES = 16          # float32 numbers in one 64-byte vector: filters per tile
 POSITIONS = 4       # output positions per forward tile (four accumulators)
 TAPS = 8            # taps per weight-gradient tile (eight accumulators)
 MAX_FILTERS = 64    # at most four vectors of filters: wider layers keep OpenBLAS's GEMM
-MIN_POSITIONS = 32  # output positions per image at least: smaller maps keep im2col + GEMM
+MIN_POSITIONS = 16  # output positions per image at least: smaller maps keep im2col + GEMM
 IMAGES_PER_TASK = 4  # images per weight-gradient task (each task keeps one share of dW)
+MAX_WASTE = 3       # dx on tiles: at most this many times GEMM + col2im's multiply-adds
 
 
 def fits(x, weight, groups: int, positions: int) -> bool:
     """Whether a convolution takes this path: float32 NumPy arrays, no groups, few filters and
     ``positions`` (OH*OW) enough. Measured per layer, forward and backward at batch 64, two
     threads: 64 filters on 14x14 maps 9.5 -> 8.7 ms and on 28x28 124 -> 89 ms; 128 filters the
-    same either way, 256 slower (32.1 ms against 22.5); on 4x4 maps no faster
-    (lenet_resnet's 3x3 layers: 0.39 ms either way), on 8x8 faster (LeNet's second at batch 64:
-    1.14 -> 0.95 ms)."""
+    same either way, 256 slower (32.1 ms against 22.5); on 8x8 faster (LeNet's second at batch
+    64: 1.14 -> 0.95 ms). With each task padding its own images and small maps parallel (both
+    (2026-12-05, fifth session), dx by the tiles on both sides): 16 filters on 4x4 maps 0.30 ->
+    0.23 ms (lenet_resnet's block; 0.38 -> 0.27 on one thread), 32 on 5x5 1.05 -> 0.78 ms; on
+    2x2 maps the same either way (16, 32 filters), 64 filters on 2x2 slower (0.72 -> 0.79 ms),
+    and 1x1 maps slower (0.09 -> 0.15 ms: im2col's path cuts the taps that read padding alone)."""
     return (type(x) is np.ndarray and x.dtype == np.float32 and weight.dtype == np.float32 and groups == 1
             and weight.shape[0] <= MAX_FILTERS and positions >= MIN_POSITIONS)
 
+
+
+def fits_input_grad(grad, weight, groups: int, stride, padding, dilation, x_hw) -> bool:
+    """Whether dx of a convolution is computed here, as the forward pass of another convolution
+    (:func:`direct_conv_input_grad_numba`): float32 NumPy arrays, no groups, stride 1, padding
+    of at most the kernel's span minus one (as usual), at most MAX_FILTERS channels in and
+    out, and at most MAX_WASTE times the multiply-adds of GEMM + col2im (see :func:`_waste`)."""
+    c_out, channels, kh, kw = weight.shape
+    return (type(grad) is np.ndarray and grad.dtype == np.float32 and weight.dtype == np.float32 and groups == 1
+            and tuple(stride) == (1, 1) and max(channels, c_out) <= MAX_FILTERS
+            and all(max(pair) <= d * (k - 1) for pair, d, k in zip(padding, dilation, (kh, kw)))
+            and _waste(channels, x_hw, grad.shape[2:]) <= MAX_WASTE)
+
+
+def _waste(channels: int, x_hw, out_hw) -> float:
+    """The multiply-adds of dx as a forward convolution on tiles over those of W.T @ dY: the
+    tiles fill whole vectors of LANES filters (dx's filters are x's channels), and they make an
+    output for every pixel of x, each from a whole window of dY, zero padding included (a
+    layer without padding is the worst case: its dx is a "full" convolution)."""
+    lanes = -(-channels // LANES) * LANES
+    return lanes / channels * (x_hw[0] * x_hw[1]) / (out_hw[0] * out_hw[1])
 
 # --------------------------------------------------------------------------- the two tiles (LLVM IR)
 def _vector_type():
@@ -136,16 +181,33 @@ def _weight_grad_tile(typingctx, image, offsets, first_tap, starts, grad, tile):
 
 
 # ------------------------------------------------------------------------------- the loops
+@numba.njit(cache=True)
+def _padded_images(x, first, stop, top, left, padded_h, padded_w):
+    """Images ``first:stop`` of x with their zero padding written out, flat (x's own memory
+    when there is no padding): each parallel task pads its own images, while they are in its
+    cache, instead of a pass over the whole batch before the kernel."""
+    n_batch, channels, height, width = x.shape
+    if padded_h == height and padded_w == width:
+        return x[first:stop].reshape(-1)
+    padded = np.zeros((stop - first, channels, padded_h, padded_w), dtype=x.dtype)
+    for n in range(first, stop):
+        for c in range(channels):
+            for h in range(height):
+                for w in range(width):
+                    padded[n - first, c, top + h, left + w] = x[n, c, h, w]
+    return padded.reshape(-1)
+
+
 def _forward_driver(parallel: bool):
     loop = numba.prange if parallel else range  # see im2col._im2col_driver
 
     @numba.njit(parallel=parallel, cache=True)
-    def direct_forward_loops(x_padded, weight_blocks, bias, offsets, starts, c_out):
-        n_batch = x_padded.shape[0]
+    def direct_forward_loops(x, top, left, padded_h, padded_w, weight_blocks, bias, offsets, starts, c_out):
+        n_batch = x.shape[0]
         positions = starts.shape[0]
         out = np.empty((n_batch, c_out, positions), dtype=np.float32)
         for n in loop(n_batch):
-            image = x_padded[n].reshape(-1)
+            image = _padded_images(x, n, n + 1, top, left, padded_h, padded_w)
             tile = np.empty((POSITIONS, LANES), dtype=np.float32)
             tile_starts = np.empty(POSITIONS, dtype=np.int64)
             for block in range(weight_blocks.shape[0]):
@@ -165,21 +227,21 @@ def _weight_grad_driver(parallel: bool):
     loop = numba.prange if parallel else range
 
     @numba.njit(parallel=parallel, cache=True)
-    def direct_weight_grad_loops(x_padded, grad, offsets, starts, blocks):
+    def direct_weight_grad_loops(x, top, left, padded_h, padded_w, grad, offsets, starts, blocks):
         n_batch, c_out, positions = grad.shape
         taps = offsets.shape[0]
-        plane = x_padded[0].size  # one padded image, flat
+        plane = x.shape[1] * padded_h * padded_w  # one padded image, flat
         tasks = (n_batch + IMAGES_PER_TASK - 1) // IMAGES_PER_TASK
         shares = np.zeros((tasks, blocks, taps, LANES), dtype=np.float32)
-        flat = x_padded.reshape(-1)
         for task in loop(tasks):
             first, stop = task * IMAGES_PER_TASK, min(n_batch, (task + 1) * IMAGES_PER_TASK)
+            images = _padded_images(x, first, stop, top, left, padded_h, padded_w)
             # The task's images as one long run of positions (image-major): each tile then sums
             # over all of them at once, loading and storing its accumulators once per task.
             task_starts = np.empty((stop - first) * positions, dtype=np.int64)
-            for n in range(first, stop):
+            for n in range(stop - first):
                 for q in range(positions):
-                    task_starts[(n - first) * positions + q] = n * plane + starts[q]
+                    task_starts[n * positions + q] = n * plane + starts[q]
             grad_by_position = np.zeros(((stop - first) * positions, LANES), dtype=np.float32)
             for block in range(blocks):
                 # lanes past the last filter keep what they held: their sums are dropped
@@ -188,7 +250,7 @@ def _weight_grad_driver(parallel: bool):
                         for o in range(min(LANES, c_out - block * LANES)):
                             grad_by_position[(n - first) * positions + q, o] = grad[n, block * LANES + o, q]
                 for first_tap in range(0, taps, TAPS):
-                    _weight_grad_tile(flat, offsets, first_tap, task_starts, grad_by_position,
+                    _weight_grad_tile(images, offsets, first_tap, task_starts, grad_by_position,
                                       shares[task, block, first_tap:first_tap + TAPS])
         return shares
     return direct_weight_grad_loops
@@ -199,15 +261,10 @@ _weight_grad = Loops(_weight_grad_driver)
 
 
 # ------------------------------------------------------------------------------- geometry
-def _pad(x, padding):
-    """x with its zero padding written out (x itself when there is none)."""
+def _padded_size(x_shape, padding) -> tuple:
+    """(height, width) of x's images with their padding, ((top, bottom), (left, right))."""
     (top, bottom), (left, right) = padding
-    if top == bottom == left == right == 0:
-        return np.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    padded = np.zeros((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
-    padded[:, :, top:top + h, left:left + w] = x
-    return padded
+    return x_shape[2] + top + bottom, x_shape[3] + left + right
 
 
 def _read_only(array):
@@ -244,16 +301,18 @@ def direct_conv_forward_numba(x, weight, bias, out_hw, stride, padding, dilation
     """conv2d(x, weight) + bias as an NCHW float32 array (``padding`` as ((top, bottom),
     (left, right))), without a cols matrix."""
     c_out, channels, kh, kw = weight.shape
-    x_padded = _pad(x, padding)
+    x = np.ascontiguousarray(x)
+    padded_hw = _padded_size(x.shape, padding)
     taps = channels * kh * kw
     blocks = np.zeros((_blocks(c_out), taps, LANES), dtype=np.float32)  # W transposed, in blocks of filters
     for block in range(blocks.shape[0]):
         part = weight.reshape(c_out, taps)[block * LANES:(block + 1) * LANES]
         blocks[block, :, :part.shape[0]] = part.T
     bias = np.zeros(c_out, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
-    offsets = _window_offsets(channels, x_padded.shape[2:], (kh, kw), tuple(dilation), taps)
-    starts = _window_starts(tuple(out_hw), x_padded.shape[3], tuple(stride))
-    out = _forward(x.shape[0] * c_out * starts.size, x_padded, blocks, bias, offsets, starts, c_out)
+    offsets = _window_offsets(channels, padded_hw, (kh, kw), tuple(dilation), taps)
+    starts = _window_starts(tuple(out_hw), padded_hw[1], tuple(stride))
+    multiply_adds = x.shape[0] * c_out * starts.size * taps  # the grain counts work, not outputs
+    out = _forward(multiply_adds, x, padding[0][0], padding[1][0], *padded_hw, blocks, bias, offsets, starts, c_out)
     return out.reshape((x.shape[0], c_out) + tuple(out_hw))
 
 
@@ -262,13 +321,31 @@ def direct_conv_weight_grad_numba(grad, x, kernel_size, stride, padding, dilatio
     OW) and input ``x``, float32, without a cols matrix."""
     n, c_out, out_h, out_w = grad.shape
     channels, (kh, kw) = x.shape[1], kernel_size
-    x_padded = _pad(x, padding)
+    x = np.ascontiguousarray(x)
+    padded_hw = _padded_size(x.shape, padding)
     taps = channels * kh * kw
     taps_padded = (taps + TAPS - 1) // TAPS * TAPS
-    offsets = _window_offsets(channels, x_padded.shape[2:], tuple(kernel_size), tuple(dilation), taps_padded)
-    starts = _window_starts((out_h, out_w), x_padded.shape[3], tuple(stride))
+    offsets = _window_offsets(channels, padded_hw, tuple(kernel_size), tuple(dilation), taps_padded)
+    starts = _window_starts((out_h, out_w), padded_hw[1], tuple(stride))
     grad = np.ascontiguousarray(grad).reshape(n, c_out, out_h * out_w)
-    shares = _weight_grad(grad.size, x_padded, grad, offsets, starts, _blocks(c_out))
+    shares = _weight_grad(grad.size * taps, x, padding[0][0], padding[1][0], *padded_hw, grad, offsets, starts,
+                          _blocks(c_out))
     total = _sum_shares(shares)                                         # (blocks, taps_padded, LANES)
     by_filter = total[:, :taps, :].transpose(0, 2, 1).reshape(-1, taps)[:c_out]
     return np.ascontiguousarray(by_filter).reshape(c_out, channels, kh, kw)
+
+
+def direct_conv_input_grad_numba(grad, weight, x_hw, padding, dilation):
+    """dx (N, C, H, W) of a stride-1 convolution from its output gradient ``grad`` (N, C_out,
+    OH, OW), float32, as the forward pass of another convolution (no cols, no col2im).
+
+    Pixel h of x met tap i of the kernel at output h + top - i*d, so with the taps in reverse
+    order (i' = k-1-i) dx is the cross-correlation of dY, padded by d*(k-1) - top before and
+    d*(k-1) - bottom after, with the kernels flipped in both axes and in/out channels swapped:
+    ``dx = conv2d(dY, flip(W).transpose(1, 0, 2, 3), padding=d*(k-1) - padding, dilation=d)``."""
+    kh, kw = weight.shape[2:]
+    flipped = np.ascontiguousarray(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])  # (C, C_out, kh, kw)
+    dh, dw = dilation
+    (top, bottom), (left, right) = padding
+    full = ((dh * (kh - 1) - top, dh * (kh - 1) - bottom), (dw * (kw - 1) - left, dw * (kw - 1) - right))
+    return direct_conv_forward_numba(grad, flipped, None, tuple(x_hw), (1, 1), full, dilation)
