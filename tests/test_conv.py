@@ -97,6 +97,25 @@ def test_real_layers_match_torch(device, dtype, layer):
                        conv_inputs((x_shape, w_shape, True, kwargs), 0, dtype), device=device, atol=atol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layer", ["lenet_conv1", "lenet_conv2", "4x4_map_3x3_pad1", "1x1_map_3x3_pad1", "depthwise"])
+def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(device, dtype, layer):
+    """A batch of 0 images, as PyTorch allows: every path (shallow, tiles, im2col with and
+    without cut taps, groups) gives an empty output and dx, and zero dW and db."""
+    x_shape, w_shape, kwargs = LAYERS[layer]
+    x = tinynet.tensor(np.ones((0,) + x_shape[1:], dtype), device=device, requires_grad=True)
+    w = tinynet.tensor(np.ones(w_shape, dtype), device=device, requires_grad=True)
+    b = tinynet.tensor(np.ones(w_shape[0], dtype), device=device, requires_grad=True)
+    y = tinynet.nn.functional.conv2d(x, w, b, **kwargs)
+    one_image = tinynet.nn.functional.conv2d(tinynet.tensor(np.ones((1,) + x_shape[1:], dtype), device=device),
+                                             w.detach(), b.detach(), **kwargs)
+    assert y.shape == (0,) + one_image.shape[1:] and y.device == x.device
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), np.zeros(w_shape, dtype))
+    np.testing.assert_array_equal(b.grad.cpu().numpy(), np.zeros(w_shape[0], dtype))
+
+
 def test_output_shape_and_values_of_a_hand_computed_case():
     # 1x1 input channel, 2x2 kernel of ones: each output is the sum of a 2x2 patch, plus bias.
     x = tinynet.tensor(np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3))

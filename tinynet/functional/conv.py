@@ -84,7 +84,7 @@ class Conv2d(Function):
                 kh, kw = weight.shape[2:]
             geometry = ((kh, kw), stride, padding, dilation)
             cols = im2col(x, *geometry)                                  # (C*kh*kw, N*OH*OW)
-            saved = cols.reshape(groups, -1, cols.shape[1])              # (G, C/G*kh*kw, N*OH*OW)
+            saved = cols.reshape(groups, cols.shape[0] // groups, cols.shape[1])  # (G, C/G*kh*kw, N*OH*OW); N may be 0
             weight_by_group = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C/G*kh*kw)
             y = gemm.matmul(xp, weight_by_group, saved).reshape(c_out, x.shape[0], out_h, out_w)
             out = _to_nchw(xp, y, bias)
@@ -135,12 +135,13 @@ class Conv2d(Function):
                 grad_by_group = None
             # dY as (G, C_out/G, N*OH*OW): the same layout as the forward's output matrix.
             if grad_by_group is not None:
-                grad_by_group = grad_by_group.reshape(groups, c_out // groups, -1)
+                grad_by_group = grad_by_group.reshape(groups, c_out // groups, grad_by_group.shape[1])
             if tiled_input_grad:
                 grad_x = direct_conv.direct_conv_input_grad_numba(grad, weight, ctx.x_shape[2:], padding, dilation)
             elif need_x:
                 grad_cols = gemm.matmul(xp, weight_by_group.transpose(0, 2, 1), grad_by_group)
-                grad_x = col2im(grad_cols.reshape(-1, grad_cols.shape[2]), ctx.x_shape, *geometry)
+                rows, columns = grad_cols.shape[0] * grad_cols.shape[1], grad_cols.shape[2]  # sizes: N may be 0
+                grad_x = col2im(grad_cols.reshape(rows, columns), ctx.x_shape, *geometry)
             if need_weight and ctx.tiled:  # dW from x again, tile by tile (kernels/direct_conv.py)
                 grad_weight = direct_conv.direct_conv_weight_grad_numba(grad, saved, ctx.kernel_size, stride, padding,
                                                                         dilation)
@@ -217,7 +218,8 @@ def _to_channels(xp, grad, need_bias: bool, out_bias=None) -> tuple:
     ``need_bias`` (into ``out_bias`` on the compiled path when given; else None)."""
     if uses_numba(grad):  # one compiled pass on the CPU's threads (the sum in float64)
         return nchw_to_channels_numba(grad, need_bias, out_bias)
-    channels = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(grad.shape[1], -1)
+    n, c_out, out_h, out_w = grad.shape  # sizes, not -1: the batch may be empty
+    channels = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(c_out, n * out_h * out_w)
     return channels, grad.sum(axis=(0, 2, 3)) if need_bias else None
 
 
