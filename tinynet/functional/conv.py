@@ -49,6 +49,11 @@ class Conv2d(Function):
 
     On the CPU's im2col path, kernel taps that read nothing but padding are cut off first
     (:func:`_taps_reading_input`): they add zeros to y, and their part of dW is 0.
+
+    On the CPU, dx of a float32 stride-1 layer with few channels is the forward pass of another
+    convolution, ``conv2d(dY, flip(W).transpose(1, 0, 2, 3), padding=d*(k-1) - padding)``, run
+    on the vector tiles (:func:`~tinynet.kernels.direct_conv.direct_conv_input_grad_numba`),
+    where that costs little more than ``W.T @ dY`` and col2im (``direct_conv.fits_input_grad``).
     """
 
     @staticmethod
