@@ -74,7 +74,7 @@ __all__ = ["MAX_FILTERS", "MIN_POSITIONS", "MAX_WASTE", "fits", "fits_input_grad
 
 LANES = 16          # float32 numbers in one 64-byte vector: filters per tile
 POSITIONS = 8       # output positions per forward tile (8 or 16 accumulators)
-MAX_VECTORS = 2     # blocks of LANES filters per forward tile (see _forward_tile_of)
+MAX_VECTORS = 2     # blocks of LANES filters per tile at most (16 or 32 filters a pass)
 TAPS = 8            # taps per weight-gradient tile (eight accumulators)
 MAX_FILTERS = 64    # at most four vectors of filters: wider layers keep OpenBLAS's GEMM
 MIN_POSITIONS = 16  # output positions per image at least: smaller maps keep im2col + GEMM
@@ -87,14 +87,13 @@ def fits(x, weight, groups: int, positions: int) -> bool:
     ``positions`` (OH*OW) enough. Measured per layer, forward and backward at batch 64, two
     threads: 64 filters on 14x14 maps 9.5 -> 8.7 ms and on 28x28 124 -> 89 ms; 128 filters the
     same either way, 256 slower (32.1 ms against 22.5); on 8x8 faster (LeNet's second at batch
-    64: 1.14 -> 0.95 ms). With each task padding its own images and small maps parallel (both
-    (2026-12-05, fifth session), dx by the tiles on both sides): 16 filters on 4x4 maps 0.30 ->
-    0.23 ms (lenet_resnet's block; 0.38 -> 0.27 on one thread), 32 on 5x5 1.05 -> 0.78 ms; on
-    2x2 maps the same either way (16, 32 filters), 64 filters on 2x2 slower (0.72 -> 0.79 ms),
-    and 1x1 maps slower (0.09 -> 0.15 ms: im2col's path cuts the taps that read padding alone)."""
+    64: 1.14 -> 0.95 ms). Once each task padded its own images and small maps ran in parallel
+    (2026-12-05; dx on the tiles in both columns): 16 filters on 4x4 maps 0.30 -> 0.23 ms
+    (lenet_resnet's block; 0.38 -> 0.27 on one thread), 32 on 5x5 1.05 -> 0.78 ms; on 2x2 maps
+    the same either way (16, 32 filters), 64 filters on 2x2 slower (0.72 -> 0.79 ms), and 1x1
+    maps slower (0.09 -> 0.15 ms: im2col's path cuts the taps that read padding alone)."""
     return (type(x) is np.ndarray and x.dtype == np.float32 and weight.dtype == np.float32 and groups == 1
             and weight.shape[0] <= MAX_FILTERS and positions >= MIN_POSITIONS)
-
 
 
 def fits_input_grad(grad, weight, groups: int, stride, padding, dilation, x_hw) -> bool:
@@ -116,6 +115,7 @@ def _waste(channels: int, x_hw, out_hw) -> float:
     layer without padding is the worst case: its dx is a "full" convolution)."""
     lanes = -(-channels // LANES) * LANES
     return lanes / channels * (x_hw[0] * x_hw[1]) / (out_hw[0] * out_hw[1])
+
 
 # --------------------------------------------------------------------------- the two tiles (LLVM IR)
 def _vector_type():
