@@ -6,13 +6,20 @@ Ops: conv2d, max_pool2d, batch_norm (training mode), linear, cross_entropy and d
 forward and then backward from a fixed random output gradient (the gradients of every input
 that takes one); and the optimiser updates the report models use: an SGD step over the MLP's
 and LeNet's parameters, an Adam step over the VGG-like CNN's. Both frameworks get the same
-float32 arrays; the two are interleaved call by call (order rotating) after ``--warmup``
-untimed calls, and each time is a median (GPU: synchronised before and after each call).
-``--quick`` runs one small shape per op with 3 repeats (the smoke test uses it).
+float32 arrays (made from the same seeds). Each framework runs alone in its own process, as in
+``models.py``: in one process numba's and PyTorch's thread pools compete for the cores, and at
+the default threads that distorted both sides (LeNet's second convolution timed 1.73x PyTorch's
+there against 0.70x alone, 2026-12-05). ``--processes`` processes per framework take turns
+(the order flipping each time); in each, every case runs ``--repeats`` timed calls after
+``--warmup`` untimed ones, and each time is the median over all processes' calls (GPU:
+synchronised before and after each call). ``--quick`` runs one small shape per op with 3
+repeats in one process each (the smoke test uses it).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 
 import harness
@@ -152,36 +159,74 @@ def describe(op, a) -> str:
     return shape
 
 
+def selected_cases(quick: bool) -> list:
+    return [c for c in CASES if ("quick" in c[3:] or "quick-only" in c[3:])] if quick \
+        else [c for c in CASES if "quick-only" not in c[3:]]
+
+
+def run_worker(framework: str, args) -> dict:
+    """In a process of its own: time every case with one framework. Returns {"times": [list of
+    seconds per case], "shapes": [...], "threads": the pools' threads}."""
+    import numpy as np
+    sync = harness.Synchronizer(args.device)
+    times, shapes = [], []
+    for i, (op, where, a, *_) in enumerate(selected_cases(args.quick)):
+        if op.endswith("step"):
+            step, n = optimizer_step(framework, op, a, args.device)
+            shapes.append(f"{n / 1e6:.2f}M parameters")
+        else:
+            step = op_step(framework, op, a, make_arrays(op, a, np.random.default_rng(i)), args.device)
+            shapes.append(describe(op, a))
+        times.append(harness.alternate({framework: step}, args.repeats, args.warmup, sync)[framework])
+    if framework == "tinynet":
+        import numba
+        threads = {"numba_threads": numba.get_num_threads(), "numba_threading_layer": numba.threading_layer()}
+    else:
+        import torch
+        threads = {"torch_threads": torch.get_num_threads()}
+    return {"times": times, "shapes": shapes, "threads": threads}
+
+
+def spawn(framework: str, args) -> dict:
+    """One worker process (this script with ``--worker``), its pools limited by ``--threads``."""
+    import models
+    command = [sys.executable, __file__, "--worker", framework, "--device", args.device, "--repeats", str(args.repeats),
+               "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    done = subprocess.run(command, capture_output=True, text=True, env=models.thread_environment(args.threads))
+    if done.returncode != 0:
+        raise RuntimeError(f"the {framework} process failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per case in each process")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="one small shape per op, 3 repeats")
+    parser.add_argument("--processes", type=int, default=2, help="processes per framework, taking turns")
+    parser.add_argument("--quick", action="store_true", help="one small shape per op, 3 repeats, one process each")
     parser.add_argument("--threads", type=int, default=0, help="threads for every pool (0: library defaults)")
     parser.add_argument("--out", default=str(harness.RESULTS_DIR))
+    parser.add_argument("--worker", choices=["tinynet", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.warmup, args.processes = 3, 1, 1
     harness.set_threads(args.threads)
-    tinynet, _ = harness.import_frameworks()
-    import numpy as np
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args)))
+        return 0
+    tinynet, _ = harness.import_frameworks()  # both installed (else: how to install, exit 2)
     if args.device == "gpu" and not tinynet.cuda.is_available():
         raise SystemExit("--device gpu: CuPy does not see a GPU (pip install -e .[cuda12])")
-    if args.quick:
-        args.repeats, args.warmup = 3, 1
-    cases = [c for c in CASES if ("quick" in c[3:] or "quick-only" in c[3:])] if args.quick \
-        else [c for c in CASES if "quick-only" not in c[3:]]
-    sync = harness.Synchronizer(args.device)
+    runs = {"tinynet": [], "torch": []}
+    for p in range(args.processes):
+        for framework in (("tinynet", "torch") if p % 2 == 0 else ("torch", "tinynet")):
+            runs[framework].append(spawn(framework, args))
     rows = []
-    for i, (op, where, a, *_) in enumerate(cases):
-        if op.endswith("step"):
-            (tn, n), (th, _) = optimizer_step("tinynet", op, a, args.device), optimizer_step("torch", op, a, args.device)
-            shape = f"{n / 1e6:.2f}M parameters"
-        else:
-            arrays = make_arrays(op, a, np.random.default_rng(i))
-            tn, th = op_step("tinynet", op, a, arrays, args.device), op_step("torch", op, a, arrays, args.device)
-            shape = describe(op, a)
-        times = harness.alternate({"tinynet": tn, "torch": th}, args.repeats, args.warmup, sync)
+    for i, (op, where, a, *_) in enumerate(selected_cases(args.quick)):
+        times = {fw: [t for run in runs[fw] for t in run["times"][i]] for fw in runs}
+        shape = runs["tinynet"][0]["shapes"][i]
         row = {"type": "op", "op": op, "where": where, "shape": shape, "times_s": times,
                "tinynet_ms": harness.median(times["tinynet"]) * 1e3, "torch_ms": harness.median(times["torch"]) * 1e3,
                "noise": {k: harness.spread(v) for k, v in times.items()}}
@@ -200,8 +245,11 @@ def main(argv=None) -> int:
          for r in rows])
     notes = [f"- `{' '.join(['python', 'benchmarks/ops.py'] + sys.argv[1:])}`",
              f"- forward + backward (gradients of input, weight, bias where the op has them) per call; optimiser rows: "
-             f"one step() with fixed gradients. Median of {args.repeats} calls after {args.warmup} warm-up calls, "
-             "frameworks interleaved call by call; float32.",
+             f"one step() with fixed gradients. Each framework alone in its own process, {args.processes} "
+             f"process(es) each, taking turns; in each, {args.repeats} timed calls per case after {args.warmup} "
+             "warm-up calls; the median over all of them; float32.",
+             "- threads in the worker processes: " + ", ".join(
+                 f"{fw} {runs[fw][0]['threads']}" for fw in runs),
              "- noise: interquartile range of the call times over their median."]
     harness.write_markdown(stem.with_suffix(".md"), f"tinynet vs PyTorch: single ops, {args.device}", env,
                            ["## Forward + backward per op", "", *notes, "", table])
