@@ -9,7 +9,7 @@ and LeNet's parameters, an Adam step over the VGG-like CNN's. Both frameworks ge
 float32 arrays (made from the same seeds). Each framework runs alone in its own process, as in
 ``models.py``: in one process numba's and PyTorch's thread pools compete for the cores, and at
 the default threads that distorted both sides (LeNet's second convolution timed 1.73x PyTorch's
-there against 0.70x alone, 2026-12-05). ``--processes`` processes per framework take turns
+there against 1.12x alone, 2026-12-05). ``--processes`` processes per framework take turns
 (the order flipping each time); in each, every case runs ``--repeats`` timed calls after
 ``--warmup`` untimed ones, and each time is the median over all processes' calls (GPU:
 synchronised before and after each call). ``--quick`` runs one small shape per op with 3
