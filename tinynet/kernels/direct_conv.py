@@ -156,8 +156,11 @@ def _forward_tile_of(vectors: int):
             first = [builder.load(builder.gep(start.data, [ir.Constant(i64, k)])) for k in range(POSITIONS)]
             with cgutils.for_range(builder, taps) as loop:
                 r = loop.index
-                columns = [builder.load(_vector_at(builder, w.data, builder.mul(r if b == 0 else builder.add(
-                    builder.mul(ir.Constant(i64, b), taps), r), ir.Constant(i64, LANES))), align=4) for b in range(vectors)]
+                columns = []  # weights[b, r, :], at (b * taps + r) * LANES
+                for b in range(vectors):
+                    index = r if b == 0 else builder.add(builder.mul(ir.Constant(i64, b), taps), r)
+                    column = _vector_at(builder, w.data, builder.mul(index, ir.Constant(i64, LANES)))
+                    columns.append(builder.load(column, align=4))
                 offset = builder.load(builder.gep(off.data, [r]))
                 for k in range(POSITIONS):  # one pixel of x, broadcast, for every block of filters
                     pixel = _broadcast(builder, builder.load(builder.gep(x.data, [builder.add(offset, first[k])])))
@@ -196,8 +199,8 @@ def _weight_grad_tile_of(vectors: int):
                 q = loop.index
                 first = builder.load(builder.gep(start.data, [q]))
                 row = builder.mul(q, ir.Constant(i64, vectors * LANES))
-                grads = [builder.load(_vector_at(builder, g.data, builder.add(row, ir.Constant(i64, b * LANES))), align=4)
-                         for b in range(vectors)]
+                grads = [builder.load(_vector_at(builder, g.data, builder.add(row, ir.Constant(i64, b * LANES))),
+                                      align=4) for b in range(vectors)]
                 for j in range(TAPS):  # one pixel of x, broadcast, for every block of filters
                     pixel = _broadcast(builder, builder.load(builder.gep(x.data, [builder.add(tap_offsets[j], first)])))
                     for b in range(vectors):
