@@ -22,7 +22,8 @@ Modules:
   ``shallow_conv`` a first convolution layer (few values per window) on the CPU, image by image:
                each image unfolded into a small cols that stays in cache, no cols for the batch.
   ``direct_conv`` a float32 convolution with few filters on the CPU, forward and dW without
-               cols: vector tiles (16 filters wide, written as LLVM IR) read the windows in x.
+               cols: vector tiles (16 or 32 filters wide, written as LLVM IR) read the windows
+               in x; dx of a stride-1 layer as the same tiles' forward pass over dY.
   ``pool``     max-pool forward (with the argmax of each window) and backward.
   ``philox``   the Philox-4x32-10 counter-based generator and dropout masks (NumPy reference of
                the GPU dropout kernel).

@@ -74,7 +74,6 @@ __all__ = ["MAX_FILTERS", "MIN_POSITIONS", "MAX_WASTE", "fits", "fits_input_grad
 
 LANES = 16          # float32 numbers in one 64-byte vector: filters per tile
 POSITIONS = 8       # output positions per forward tile (8 or 16 accumulators)
-MAX_VECTORS = 2     # blocks of LANES filters per tile at most (16 or 32 filters a pass)
 TAPS = 8            # taps per weight-gradient tile (eight accumulators)
 MAX_FILTERS = 64    # at most four vectors of filters: wider layers keep OpenBLAS's GEMM
 MIN_POSITIONS = 16  # output positions per image at least: smaller maps keep im2col + GEMM
@@ -113,8 +112,7 @@ def _waste(channels: int, x_hw, out_hw) -> float:
     tiles fill whole vectors of LANES filters (dx's filters are x's channels), and they make an
     output for every pixel of x, each from a whole window of dY, zero padding included (a
     layer without padding is the worst case: its dx is a "full" convolution)."""
-    lanes = -(-channels // LANES) * LANES
-    return lanes / channels * (x_hw[0] * x_hw[1]) / (out_hw[0] * out_hw[1])
+    return _blocks(channels) * LANES / channels * (x_hw[0] * x_hw[1]) / (out_hw[0] * out_hw[1])
 
 
 # --------------------------------------------------------------------------- the two tiles (LLVM IR)
